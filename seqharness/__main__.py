@@ -1,0 +1,5 @@
+"""Allow ``python -m seqharness``."""
+
+from seqharness.cli import main
+
+raise SystemExit(main())
