@@ -1,0 +1,132 @@
+"""The ``seqharness`` command: a thin layer over ``pytest -p seqharness.plugin``.
+
+``seqharness PATH... [options]`` runs pytest with the plugin on those paths,
+so everything pytest offers (``-k``, ``-x``, ``--co``, ``--lf``,
+``--junitxml``, ``-v``/``-q``, conftest.py, other plugins) works because it
+*is* pytest.  This module only
+
+* accepts the original script's spellings: ``--spec PATH``, ``--timeout``,
+  ``--retries`` (registered by the plugin as ``--task-timeout`` and
+  ``--task-retries``, because pytest-timeout and pytest-retry own the short
+  names), and
+* checks the spec paths first, so a typo gets one clear line and exit 4
+  instead of pytest's generic collection messages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from seqharness.errors import EXIT_USAGE
+
+_RENAMED = {"--timeout": "--task-timeout", "--retries": "--task-retries"}
+
+
+def translate_args(argv: list[str]) -> list[str]:
+    """Map the original script's flags onto the plugin's option names."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name == "--spec":
+            if eq:
+                out.append(value)
+            elif i + 1 < len(argv):
+                out.append(argv[i + 1])
+                i += 1
+            else:
+                raise SystemExit(_usage("--spec needs a path"))
+        elif name in _RENAMED:
+            out.append(_RENAMED[name] + (eq + value if eq else ""))
+        elif arg == "--":
+            out.extend(argv[i:])
+            break
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _usage(message: str) -> int:
+    print(f"seqharness: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def check_spec_path(arg: str) -> str | None:
+    """One-line problem with a spec path argument, or None if it looks usable."""
+    path = Path(arg.split("::")[0])
+    if not path.exists():
+        return f"{path}: no such spec folder or tasks.md"
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied"
+    if path.is_dir():
+        if (path / "tasks.md").is_file():
+            if not os.access(path / "tasks.md", os.R_OK):
+                return f"{path / 'tasks.md'}: permission denied"
+            return None
+        if path.name == "specs" or any(path.glob("*/tasks.md")) or any(path.glob(".kiro/specs/*/tasks.md")):
+            return None
+        return f"{path}: no tasks.md in this folder (expected a spec folder such as .kiro/specs/<feature>)"
+    if path.is_file() and path.name != "tasks.md" and path.suffix == ".md":
+        return f"{path}: not a tasks.md file"
+    return None
+
+
+def _positional_paths(args: list[str]) -> list[str]:
+    """Arguments that look like paths (best effort; pytest re-parses everything)."""
+    paths = []
+    takes_value = {"--backend", "--delay", "--max-iterations", "--task-retries", "--task-timeout",
+                   "--idle-timeout", "--granularity", "--workdir", "--tmux-session", "--tmux-socket",
+                   "--tmux-keep-windows", "--wait-lock", "--assign-backend", "--assign-opencode-agent",
+                   "--live", "-k", "-m", "-p", "-o", "--junitxml", "--junit-xml", "--rootdir", "-c",
+                   "--maxfail", "--basetemp", "--confcutdir", "-W", "--tb", "-r", "--durations",
+                   "--junit-prefix", "--log-file", "--override-ini", "--deselect", "--ignore"}
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("-"):
+            if arg in takes_value:
+                skip = True
+            continue
+        paths.append(arg)
+    return paths
+
+
+def _kiro_root(arg: str) -> Path | None:
+    """The folder above ``.kiro`` for a spec path, so node ids read
+    ``.kiro/specs/<feature>/tasks.md::2.1`` wherever seqharness is started."""
+    path = Path(arg.split("::")[0]).resolve()
+    for parent in [path, *path.parents]:
+        if parent.name == ".kiro":
+            return parent.parent
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pytest
+
+    args = translate_args(list(sys.argv[1:] if argv is None else argv))
+    if "-h" not in args and "--help" not in args and "--version" not in args:
+        paths = _positional_paths(args)
+        if not paths:
+            return _usage("give a spec folder, e.g. seqharness .kiro/specs/my-feature")
+        for path in paths:
+            problem = check_spec_path(path)
+            if problem:
+                return _usage(problem)
+        if not any(a == "--rootdir" or a.startswith("--rootdir=") for a in args):
+            root = _kiro_root(paths[0])
+            if root is not None:
+                args = [f"--rootdir={root}", *args]
+    if "-p" not in args or "seqharness.plugin" not in args:
+        args = ["-p", "seqharness.plugin", *args]
+    return int(pytest.main(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Command-line options and ini keys of the seqharness plugin.
+
+Every option lives in pytest's ``seqharness`` group, so ``seqharness --help``
+and ``pytest -p seqharness.plugin --help`` show the same thing.  Options whose
+natural name clashes with a popular plugin are registered under a
+``--task-`` name (pytest-timeout owns ``--timeout``, pytest-retry owns
+``--retries``); the ``seqharness`` command translates the short spellings
+(see :mod:`seqharness.cli`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+GRANULARITIES = ("parent", "leaf")
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent")
+    group.addoption("--backend", dest="sh_backend", default=None,
+                    help="agent backend: 'cmd:COMMAND LINE' (placeholders {prompt_file} {prompt} "
+                         "{task_id} {workdir} {spec_dir}) or a registered name. ini: seqharness_backend")
+    group.addoption("--delay", dest="sh_delay", type=float, default=None,
+                    help="seconds to wait between attempts and tasks (not after the last). default 0")
+    group.addoption("--max-iterations", dest="sh_max_iterations", type=int, default=None,
+                    help="most agent attempts in this run (default 50); the rest is skipped, exit 1")
+    group.addoption("--task-retries", dest="sh_retries", type=int, default=None,
+                    help="extra attempts for a failing task (default 0). `seqharness --retries` too")
+    group.addoption("--task-timeout", dest="sh_timeout", type=float, default=None,
+                    help="seconds one attempt may take (default: none; env CODEX_TIMEOUT in ms). "
+                         "`seqharness --timeout` too")
+    group.addoption("--idle-timeout", dest="sh_idle_timeout", type=float, default=None,
+                    help="end an attempt that prints nothing for this many seconds (default: none)")
+    group.addoption("--granularity", dest="sh_granularity", choices=GRANULARITIES, default=None,
+                    help="'parent': a task with its subtasks is one dispatch (default); 'leaf': every leaf task")
+    group.addoption("--include-optional", dest="sh_include_optional", action="store_true", default=False,
+                    help="also run optional tasks (- [ ]*)")
+    group.addoption("--trust-exit-code", dest="sh_trust_exit", action="store_true", default=False,
+                    help="count exit 0 without <promise>TASK_DONE</promise> as a pass (the original's behaviour)")
+    group.addoption("--reset", dest="sh_reset", action="store_true", default=False,
+                    help="forget this spec's recorded state before running")
+    group.addoption("--no-tasks-update", dest="sh_no_tasks_update", action="store_true", default=False,
+                    help="never write checkboxes into tasks.md")
+    group.addoption("--leave-failed-marked", dest="sh_leave_failed", action="store_true", default=False,
+                    help="leave [-] on a task that failed instead of restoring its checkbox")
+    group.addoption("--workdir", dest="sh_workdir", default=None,
+                    help="where the agent runs (default: the folder above .kiro/)")
+    group.addoption("--no-tmux", dest="sh_no_tmux", action="store_true", default=False,
+                    help="do not show agents in tmux (also: CODEAGENT_NO_TMUX=1)")
+    group.addoption("--tmux-session", dest="sh_tmux_session", default=None,
+                    help="tmux session name (default: sequential-<spec name>)")
+    group.addoption("--tmux-socket", dest="sh_tmux_socket", default=None,
+                    help="tmux server socket name, as tmux -L (default: env SEQHARNESS_TMUX_SOCKET or tmux's own)")
+    group.addoption("--tmux-keep-windows", dest="sh_tmux_keep", type=int, default=20,
+                    help="task windows kept open in tmux; older ones are closed (transcripts stay). default 20")
+    group.addoption("--wait-lock", dest="sh_wait_lock", type=float, default=None, metavar="SECONDS",
+                    help="wait up to SECONDS for another run of the same spec to finish instead of failing")
+    group.addoption("--assign-backend", dest="sh_assign_backend", default=None,
+                    help="backend that classifies tasks before they run (accepted; used by the LLM assignment feature)")
+    group.addoption("--assign-opencode-agent", dest="sh_assign_opencode_agent", default=None,
+                    help="opencode agent for assignment (accepted for compatibility)")
+    group.addoption("--live", dest="sh_live", choices=("auto", "on", "off"), default="auto",
+                    help="rich live view: auto (only on a terminal), on, off")
+    parser.addini("seqharness_backend", "default --backend", default=None)
+    parser.addini("seqharness_delay", "default --delay", default="0")
+    parser.addini("seqharness_max_iterations", "default --max-iterations", default="50")
+    parser.addini("seqharness_retries", "default --task-retries", default="0")
+
+
+@dataclass
+class Settings:
+    """Resolved options: command line first, then ini, then defaults."""
+
+    backend: str | None
+    delay: float
+    max_iterations: int
+    retries: int
+    timeout: float | None
+    idle_timeout: float | None
+    granularity: str
+    include_optional: bool
+    trust_exit_code: bool
+    reset: bool
+    update_tasks: bool
+    leave_failed: bool
+    workdir: str | None
+    tmux: bool
+    tmux_session: str | None
+    tmux_socket: str | None
+    tmux_keep: int
+    wait_lock: float | None
+    live: str
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Settings":
+        opt = config.option
+
+        def ini(name: str) -> str | None:
+            value = config.getini(name)
+            return value if value not in (None, "") else None
+
+        timeout = opt.sh_timeout
+        if timeout is None and os.environ.get("CODEX_TIMEOUT"):
+            try:
+                timeout = float(os.environ["CODEX_TIMEOUT"]) / 1000.0
+            except ValueError:
+                raise pytest.UsageError(
+                    f"CODEX_TIMEOUT must be milliseconds, got {os.environ['CODEX_TIMEOUT']!r}") from None
+        settings = cls(
+            backend=opt.sh_backend or ini("seqharness_backend"),
+            delay=opt.sh_delay if opt.sh_delay is not None else float(ini("seqharness_delay") or 0),
+            max_iterations=(opt.sh_max_iterations if opt.sh_max_iterations is not None
+                            else int(ini("seqharness_max_iterations") or 50)),
+            retries=opt.sh_retries if opt.sh_retries is not None else int(ini("seqharness_retries") or 0),
+            timeout=timeout,
+            idle_timeout=opt.sh_idle_timeout,
+            granularity=opt.sh_granularity or "parent",
+            include_optional=opt.sh_include_optional,
+            trust_exit_code=opt.sh_trust_exit,
+            reset=opt.sh_reset,
+            update_tasks=not opt.sh_no_tasks_update,
+            leave_failed=opt.sh_leave_failed,
+            workdir=opt.sh_workdir,
+            tmux=not opt.sh_no_tmux and os.environ.get("CODEAGENT_NO_TMUX", "") not in ("1", "true", "yes"),
+            tmux_session=opt.sh_tmux_session,
+            tmux_socket=opt.sh_tmux_socket or os.environ.get("SEQHARNESS_TMUX_SOCKET") or None,
+            tmux_keep=opt.sh_tmux_keep,
+            wait_lock=opt.sh_wait_lock,
+            live=opt.sh_live,
+        )
+        for name, value in (("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
+                            ("--retries", settings.retries)):
+            if value < 0:
+                raise pytest.UsageError(f"{name} must not be negative, got {value}")
+        for name, value in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout)):
+            if value is not None and value <= 0:
+                raise pytest.UsageError(f"{name} must be positive, got {value}")
+        return settings

@@ -1,0 +1,52 @@
+"""Turning what an agent did into pass, fail or halt.
+
+The original script took any exit code 0 as success.  Here an attempt passes
+only when the agent itself said it was done (a counted
+``<promise>TASK_DONE</promise>``) *and* exited 0; exit 0 alone passes only
+with the explicit ``--trust-exit-code`` flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqharness.session import AttemptResult
+
+PASSED = "passed"
+FAILED = "failed"
+HALTED = "halted"
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class Outcome:
+    kind: str                   # passed | failed | halted | interrupted
+    reason: str                 # one line, for reports
+    question: str | None = None  # what a halting agent asked
+
+
+def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcome:
+    """The default reading of an attempt, for backends that print plain text."""
+    if result.reason == "interrupted":
+        return Outcome(INTERRUPTED, "interrupted by the user")
+    if result.reason == "spawn-error":
+        return Outcome(FAILED, f"could not start the agent: {result.error}")
+    if result.signal == "halt":
+        question = (result.halt_context or "").strip() or "the agent asked for a human (no question given)"
+        return Outcome(HALTED, "agent asked for human input", question=question)
+    if result.reason == "timeout":
+        return Outcome(FAILED, f"timeout: the agent ran longer than the --timeout ({result.duration:.0f}s) and was stopped")
+    if result.reason == "idle":
+        return Outcome(FAILED, f"idle: the agent printed nothing for longer than --idle-timeout and was stopped")
+    code = result.exit_status
+    if code is None:
+        sig = result.term_signal
+        return Outcome(FAILED, f"the agent was killed by signal {sig}")
+    if code != 0:
+        said = " (it printed the done signal, but a failing exit code wins)" if result.signal == "done" else ""
+        return Outcome(FAILED, f"the agent exited with code {code}{said}")
+    if result.signal == "done":
+        return Outcome(PASSED, "the agent printed <promise>TASK_DONE</promise> and exited 0")
+    if trust_exit_code:
+        return Outcome(PASSED, "the agent exited 0 (--trust-exit-code; no done signal)")
+    return Outcome(FAILED, "the agent exited 0 without printing <promise>TASK_DONE</promise>")

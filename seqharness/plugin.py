@@ -1,0 +1,258 @@
+"""The pytest plugin: options, collection, the run's start and end, reporting.
+
+Load it with ``-p seqharness.plugin`` (the ``seqharness`` command does).  It
+is not registered as an auto-loaded ``pytest11`` entry point, so installing
+seqharness never changes a plain ``pytest`` run.
+
+Only ``tasks.md`` files in a spec folder (``.../specs/<name>/tasks.md``) or
+named on the command line are collected.  ``.kiro`` is a dot-folder, which
+pytest does not recurse into, so a spec is run only when asked for by path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from seqharness import hookspec
+from seqharness.backends import BackendError, resolve_backend
+from seqharness.errors import EXIT_FAILED, EXIT_HALTED, EXIT_USAGE
+from seqharness.harness import Budget, Harness
+from seqharness.items import HARNESS, SPEC_ERRORS, SpecFile, TaskItem
+from seqharness.lock import LockedError
+from seqharness.options import Settings, addoption
+from seqharness.reporting import TaskHalted
+from seqharness.state import now_iso
+
+HALTED_KEY = "seqharness_halted"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoption(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "optional: an optional Kiro task (- [ ]*)")
+    settings = Settings.from_config(config)
+
+    def say(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(message)
+        else:
+            print(message)
+
+    config.stash[HARNESS] = Harness(settings=settings, backend=None,
+                                    budget=Budget(settings.max_iterations), say=say,
+                                    hook=config.hook)
+    _default_junit_logging(config)
+    _default_maxfail(config)
+
+
+def _default_junit_logging(config: pytest.Config) -> None:
+    """Put per-task facts into JUnit ``<system-out>`` unless the user chose otherwise.
+
+    pytest's default ``junit_logging=no`` would drop them; ``<properties>``
+    inside a testcase is invalid in pytest's default xunit2 family.  pytest
+    reads the value once through ``getini`` (cached), so seeding the cache
+    before its own ``pytest_configure`` runs sets our default without
+    overriding an explicit ini or ``-o`` value.
+    """
+    if config.getini("junit_logging") == "no" and not _explicit_ini(config, "junit_logging"):
+        config._inicache["junit_logging"] = "system-out"  # noqa: SLF001 - see docstring
+
+
+def _explicit_ini(config: pytest.Config, name: str) -> bool:
+    for arg in config.invocation_params.args:
+        if isinstance(arg, str) and arg.replace(" ", "").startswith(f"{name}=") :
+            return True
+    return name in (config.inicfg or {})
+
+
+def _default_maxfail(config: pytest.Config) -> None:
+    """A sequential plan should not build on a broken step: ``--maxfail`` defaults to 1."""
+    args = [a for a in config.invocation_params.args if isinstance(a, str)]
+    explicit = any(a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in args)
+    if not explicit and config.option.maxfail == 0:
+        config.option.maxfail = 1
+
+
+def _is_spec_tasks_file(file_path: Path, config: pytest.Config) -> bool:
+    if file_path.name != "tasks.md":
+        return False
+    if file_path.parent.parent.name == "specs":
+        return True
+    for arg in config.args:
+        arg_path = Path(str(arg).split("::")[0]).resolve()
+        if arg_path == file_path.resolve() or arg_path == file_path.parent.resolve():
+            return True
+    return False
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _is_spec_tasks_file(file_path, parent.config):
+        return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    errors = config.stash.get(SPEC_ERRORS, [])
+    if errors:
+        raise pytest.UsageError(errors[0])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0])
+        if path.is_dir() and not (path / "tasks.md").exists() and _looks_like_spec_dir(path):
+            raise pytest.UsageError(f"{path}: no tasks.md in this spec folder")
+
+
+def _looks_like_spec_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("requirements.md", "design.md", "bugfix.md"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Before the first task: backend check, locks, state repair, tmux."""
+    config = session.config
+    if config.option.collectonly or not session.items:
+        return
+    h = config.stash[HARNESS]
+    task_items = [i for i in session.items if isinstance(i, TaskItem)]
+    if not task_items:
+        return
+    if not h.settings.backend:
+        raise pytest.UsageError("no backend: pass --backend (e.g. --backend \"cmd:my-agent {prompt_file}\") "
+                                "or set seqharness_backend in the ini file")
+    try:
+        h.backend = resolve_backend(h.settings.backend)
+        h.backend.check()
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    from seqharness.runner import reconcile
+
+    runs = []
+    for item in task_items:
+        if item.spec_run not in runs:
+            runs.append(item.spec_run)
+    for sr in runs:
+        try:
+            sr.lock.acquire(wait=h.settings.wait_lock)
+        except LockedError as exc:
+            raise pytest.UsageError(f"{exc} (use --wait-lock SECONDS to wait for it)") from None
+        except OSError as exc:
+            raise pytest.UsageError(f"{sr.run_dir}: cannot create the lock: {exc.strerror}") from None
+        for note in sr.state.notes:
+            h.say(f"seqharness: {note}")
+        if h.settings.reset:
+            sr.state.reset()
+        data = sr.state.data
+        if data.get("halted"):
+            h.say(f"seqharness: resuming spec {sr.name} at halted task {data.get('halted_task')} "
+                  f"(halted at {data.get('halted_at')})")
+            data.update({"halted": False})
+        if not data.get("started_at"):
+            data["started_at"] = now_iso()
+        data["completed_at"] = None
+        try:
+            sr.state.save()
+        except OSError as exc:
+            raise pytest.UsageError(f"{sr.state.path}: cannot write the state file: {exc.strerror}") from None
+        reconcile(h, sr)
+        sr.prepared = True
+    _start_tmux(h, runs)
+
+
+def _start_tmux(h: Harness, runs: list[Any]) -> None:
+    if not h.settings.tmux:
+        return
+    from seqharness.tmux import TmuxError, TmuxView, sanitize_session_name
+
+    if not TmuxView.available():
+        h.say("seqharness: tmux not found; running without tmux")
+        return
+    name = h.settings.tmux_session or f"sequential-{runs[0].name}"
+    view = TmuxView(sanitize_session_name(name), socket_name=h.settings.tmux_socket,
+                    keep_windows=h.settings.tmux_keep)
+    try:
+        view.start()
+    except TmuxError as exc:
+        h.say(f"seqharness: tmux unavailable ({exc}); running without tmux")
+        return
+    h.tmux = view
+    h.say(f"seqharness: watch the agents live: {view.attach_command()}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, TaskHalted):
+        setattr(report, HALTED_KEY, True)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    if getattr(report, HALTED_KEY, False):
+        return "halted", "H", ("HALTED", {"yellow": True, "bold": True})
+    return None
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    h = item.config.stash.get(HARNESS, None)
+    if h is not None and h.halted is not None:
+        item.session.shouldstop = f"HALT at task {h.halted[1].name}: human input required"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    h = config.stash.get(HARNESS, None)
+    if h is None:
+        return
+    if h.halted is not None:
+        sr, unit, question = h.halted
+        terminalreporter.section("HALTED: human input required", sep="=", yellow=True, bold=True)
+        terminalreporter.write_line(f"task {unit.name} ({sr.tasks_path}) asked:")
+        for line in (question or "").strip().splitlines()[-20:]:
+            terminalreporter.write_line(f"    {line}")
+        terminalreporter.write_line(f"Answer it, then run seqharness again: it resumes at task {unit.name}.")
+    if h.budget_spent_at is not None:
+        terminalreporter.write_line(
+            f"seqharness: iteration budget spent at task {h.budget_spent_at} "
+            f"(--max-iterations {h.settings.max_iterations}); remaining tasks were skipped", yellow=True)
+    if h.tmux is not None:
+        terminalreporter.write_line(f"seqharness: tmux session: {h.tmux.attach_command()}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    h = config.stash.get(HARNESS, None)
+    if h is None:
+        return
+    for sr in h.specs.values():
+        if not sr.prepared:
+            continue
+        try:
+            if all(sr.state.is_completed(u.name) or u.done_in_file(h.settings.include_optional)
+                   or (u.optional and not h.settings.include_optional) for u in sr.units):
+                sr.state.data["completed_at"] = now_iso()
+            sr.state.save()
+        except OSError:
+            pass
+        sr.lock.release()
+    if exitstatus == EXIT_USAGE:
+        return
+    if h.halted is not None:
+        session.exitstatus = EXIT_HALTED
+    elif h.budget_spent_at is not None and session.exitstatus == 0:
+        session.exitstatus = EXIT_FAILED

@@ -1,0 +1,62 @@
+"""The human log: ``.kiro/specs/SEQUENTIAL_PROGRESS.md``.
+
+One Markdown entry per attempt, appended and flushed as soon as the attempt
+ends, so a crash costs at most the entry being written.  The file is shared by
+every spec in the repository; each entry names its spec.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
+
+
+@dataclass
+class ProgressEntry:
+    spec: str
+    iteration: int
+    task: str
+    title: str
+    outcome: str        # PASSED | FAILED | HALTED | INTERRUPTED
+    started_at: str
+    duration: float
+    exit_code: int | None
+    message: str
+    transcript: str
+    attempt: int
+    backend: str
+
+    def render(self) -> str:
+        title = " ".join(self.title.split())[:200]
+        message = " ".join(self.message.split())[:500]
+        return (
+            f"## {self.started_at} · {self.spec} · task {self.task} · {self.outcome}\n\n"
+            f"- title: {title}\n"
+            f"- iteration: {self.iteration} (attempt {self.attempt})\n"
+            f"- backend: {self.backend}\n"
+            f"- duration: {self.duration:.1f}s\n"
+            f"- exit code: {self.exit_code if self.exit_code is not None else '-'}\n"
+            f"- message: {message}\n"
+            f"- transcript: {self.transcript}\n\n"
+        )
+
+
+class ProgressLog:
+    def __init__(self, specs_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(specs_dir) / PROGRESS_NAME
+
+    def append(self, entry: ProgressEntry) -> None:
+        """Append one entry with a single O_APPEND write, then fsync."""
+        new = not self.path.exists()
+        text = entry.render()
+        if new:
+            text = "# Sequential progress\n\n" + text
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, text.encode("utf-8", "replace"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
