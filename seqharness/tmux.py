@@ -1,0 +1,445 @@
+"""A read-only tmux view of a run: one detached session, one window per task attempt.
+
+Design ("shape (a)" in the project notes)
+----------------------------------------
+pexpect owns each agent's PTY and streams the raw bytes to a per-attempt
+transcript file.  tmux never touches the agent: each window runs a *viewer*,
+``tail -c +1 -f --pid HARNESS_PID -- TRANSCRIPT``, so the window replays the
+transcript from its first byte and then follows it live, escape sequences and
+all (tmux renders the colours).  GNU tail exits by itself shortly after the
+harness process dies, and ``remain-on-exit on`` keeps the dead pane on screen,
+so a human who attaches after a crash still sees the last output and the
+outcome line the harness appended.  Losing the view never affects the run: the
+transcript file is the record.
+
+The session is created with a placeholder window (an ``echo`` of a short
+notice, kept by ``remain-on-exit``) because ``new-session`` must start *some*
+command, and so the session survives every task window being recycled.
+
+Why target by id
+----------------
+Window names come from task ids such as ``1.1``; in a tmux target
+``task-1.1`` reads as *window* ``task-1`` *pane* ``1``, and a name can match
+several windows or, by prefix, the wrong one.  Every window is therefore
+addressed by the id tmux returns from ``new-window -P -F '#{window_id}'``
+(``@7``), scoped to our session (``=SESSION:@7``) so a stale id can never hit a
+window of somebody else's session on a shared server.  Sessions are addressed
+with the ``=`` exact-match prefix (``=NAME``), never by prefix match.
+
+Why sanitise
+------------
+Task text is untrusted.  tmux expands ``#{...}`` formats in ``new-session -s``
+and ``new-window -n`` (``-n 'x#{session_name}'`` really names the window
+``xrun1``), and names are later shown in status lines and parsed as targets.
+So names are reduced to a small safe alphabet before they reach tmux
+(:func:`sanitize_session_name`, :func:`sanitize_window_name`).  Commands are
+always argv lists run without a shell, and the viewer is started with more
+than one argument so tmux ``exec``\\ s it directly instead of via ``sh -c``:
+``$(...)``, backticks and ``;`` in a path or name are never interpreted.
+``automatic-rename`` and ``allow-rename`` are off for our windows, so neither
+tmux nor the escape sequences in a transcript can rename them.
+
+Windows are appended after the last one (``new-window -a -t =SESSION:{end}``),
+so their order in the status line follows creation order even after recycling
+has left gaps in the indexes.  With ``fixed_size`` the windows keep the size
+given here (``window-size manual``) whatever terminal attaches: the transcript
+is a byte stream drawn for the agent's PTY size, and only a pane of that size
+replays it faithfully.
+
+Cost
+----
+Every tmux call here is a short-lived client process (3-5 ms each on the dev
+machine; an open+close pair has a median of about 7.5 ms).
+Opening a window is one call (window options are applied by a session
+``after-new-window`` hook installed by :meth:`TmuxView.start`, inside the same
+server command queue, so even a viewer that exits at once keeps its pane);
+recycling an old window adds one ``kill-window``.  All commands go through
+:meth:`TmuxView._run`, so a persistent ``tmux -C`` control connection can later
+replace the per-call client without touching the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+__all__ = [
+    "TmuxError",
+    "TmuxView",
+    "sanitize_session_name",
+    "sanitize_window_name",
+]
+
+#: Environment variable naming the tmux socket (``tmux -L NAME``) when none is given.
+SOCKET_ENV = "SEQHARNESS_TMUX_SOCKET"
+
+#: Longest name we hand to tmux (session and window names).
+MAX_NAME = 64
+
+DEFAULT_SESSION_NAME = "seqharness"
+DEFAULT_WINDOW_NAME = "task"
+PLACEHOLDER_WINDOW_NAME = "seqharness"
+
+#: Window user option marking the placeholder window, so a view re-attached to an
+#: existing session can tell it apart from task windows.
+_ROLE_OPTION = "@seqharness_role"
+_PLACEHOLDER_ROLE = "placeholder"
+
+# Window options every window of ours gets.  Fixed strings only: they are parsed
+# by tmux's command parser (inside the hook), so nothing untrusted may go here.
+_WINDOW_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("remain-on-exit", "on"),
+    ("automatic-rename", "off"),
+    ("allow-rename", "off"),
+)
+_FIXED_SIZE_OPTION = ("window-size", "manual")
+
+_SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
+_WINDOW_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+", re.ASCII)
+_WINDOW_ID = re.compile(r"@[0-9]+", re.ASCII)
+_SESSION_ID = re.compile(r"\$[0-9]+", re.ASCII)
+
+# tmux error texts meaning "the thing is already gone" (tmux 3.x wording).
+_GONE_MARKERS = ("can't find", "no such", "no server running", "error connecting")
+
+
+def _sanitize(text: str, unsafe: re.Pattern[str], fallback: str) -> str:
+    name = unsafe.sub("-", str(text)).strip("-")
+    name = name[:MAX_NAME].rstrip("-")
+    return name or fallback
+
+
+def sanitize_session_name(text: str) -> str:
+    """Return a tmux-safe session name derived from ``text``.
+
+    Keeps ``[A-Za-z0-9_-]``; every run of other characters (``.``, ``:``,
+    ``#``, ``$``, whitespace, control characters and ESC, non-ASCII, ...) becomes a
+    single ``-``.  Leading/trailing ``-`` are dropped, the result is at most 64
+    characters, and it is never empty (``"seqharness"``).
+    """
+    return _sanitize(text, _SESSION_UNSAFE, DEFAULT_SESSION_NAME)
+
+
+def sanitize_window_name(text: str) -> str:
+    """Return a tmux-safe window name derived from ``text``.
+
+    Same rules as :func:`sanitize_session_name` except that ``.`` is kept, so
+    ``task-1.1`` stays readable (harmless because windows are only ever
+    targeted by id).  Never empty (``"task"``).
+    """
+    return _sanitize(text, _WINDOW_UNSAFE, DEFAULT_WINDOW_NAME)
+
+
+class TmuxError(Exception):
+    """A tmux command failed, timed out, or the tmux binary could not be run."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] | None = None,
+        returncode: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.argv: list[str] = list(argv or [])
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @property
+    def gone(self) -> bool:
+        """True when tmux reported the target (or the whole server) as not existing."""
+        text = f"{self.stderr}\n{self}".lower()
+        return any(marker in text for marker in _GONE_MARKERS)
+
+
+class TmuxView:
+    """One detached tmux session showing a run's per-attempt transcripts.
+
+    ``session`` is sanitised (see :attr:`session`).  ``socket_name`` selects a
+    tmux server with ``tmux -L NAME``; ``None`` uses ``$SEQHARNESS_TMUX_SOCKET``
+    if set, else the default server.  ``width``/``height`` set the window size;
+    with ``fixed_size`` (default) windows keep that size even when a human
+    attaches with a different terminal (``window-size manual``), so the replayed
+    byte stream renders exactly as the agent drew it -- spawn the agent's PTY
+    with ``dimensions=(height, width)``.  At most ``keep_windows`` task windows
+    are kept (``None``: unlimited); the oldest are killed first.
+    ``config_file`` is passed as ``tmux -f`` (only matters when this call
+    starts the server; tests use ``/dev/null``).  ``timeout`` bounds every tmux
+    call, in seconds.
+    """
+
+    def __init__(
+        self,
+        session: str,
+        *,
+        socket_name: str | None = None,
+        width: int = 200,
+        height: int = 50,
+        keep_windows: int | None = 20,
+        tmux_bin: str = "tmux",
+        config_file: str | None = None,
+        fixed_size: bool = True,
+        timeout: float = 5.0,
+    ) -> None:
+        if width < 1 or height < 1:
+            raise ValueError(f"window size must be positive, got {width}x{height}")
+        if keep_windows is not None and keep_windows < 1:
+            raise ValueError(f"keep_windows must be >= 1 or None, got {keep_windows}")
+        self.session: str = sanitize_session_name(session)
+        if socket_name is None:
+            socket_name = os.environ.get(SOCKET_ENV) or None
+        self.socket_name: str | None = socket_name
+        self.width = int(width)
+        self.height = int(height)
+        self.keep_windows = keep_windows
+        self.tmux_bin = tmux_bin
+        self.config_file = config_file
+        self.fixed_size = fixed_size
+        self.timeout = timeout
+        # Task windows we know about, oldest first (ids grow monotonically per server).
+        self._windows: list[str] = []
+        # tmux must not pick the server or the "current" session from $TMUX when the
+        # harness itself runs inside tmux: we always name the server and the target.
+        self._env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def available(tmux_bin: str = "tmux") -> bool:
+        """True if ``tmux_bin`` can be found (on ``PATH``, or as a path)."""
+        return shutil.which(tmux_bin) is not None
+
+    def _base_argv(self) -> list[str]:
+        argv = [self.tmux_bin]
+        if self.socket_name is not None:
+            argv += ["-L", self.socket_name]
+        if self.config_file is not None:
+            argv += ["-f", self.config_file]
+        return argv
+
+    def _run(self, *args: str) -> str:
+        """Run one tmux command line (argv, no shell) and return its stdout.
+
+        ``args`` may hold several tmux commands separated by a lone ``";"``
+        argument; they run in one client round trip.  Raises :class:`TmuxError`
+        on a non-zero exit, a timeout, or when tmux cannot be executed.  This is
+        the only place that talks to tmux.
+        """
+        argv = self._base_argv() + list(args)
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=self.timeout,
+                env=self._env,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise TmuxError(f"tmux not found: {self.tmux_bin!r}", argv=argv) from exc
+        except PermissionError as exc:
+            raise TmuxError(f"tmux not executable: {self.tmux_bin!r}", argv=argv) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TmuxError(
+                f"tmux {args[0] if args else ''} timed out after {self.timeout}s", argv=argv
+            ) from exc
+        except OSError as exc:
+            raise TmuxError(f"cannot run tmux: {exc}", argv=argv) from exc
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            raise TmuxError(
+                f"tmux {args[0] if args else ''} failed (exit {proc.returncode}): {err}",
+                argv=argv,
+                returncode=proc.returncode,
+                stderr=proc.stderr,
+            )
+        return proc.stdout
+
+    def _session_target(self) -> str:
+        return f"={self.session}"
+
+    def _window_target(self, window_id: str) -> str:
+        if not isinstance(window_id, str) or not _WINDOW_ID.fullmatch(window_id):
+            raise ValueError(f"not a tmux window id: {window_id!r}")
+        return f"={self.session}:{window_id}"
+
+    def _window_option_commands(self) -> list[tuple[str, str]]:
+        options = list(_WINDOW_OPTIONS)
+        if self.fixed_size:
+            options.append(_FIXED_SIZE_OPTION)
+        return options
+
+    def _hook_args(self) -> list[str]:
+        # Runs inside the server right after each new-window in our session, with
+        # the new window as the current target.
+        hook = " ; ".join(f"set-option -w {k} {v}" for k, v in self._window_option_commands())
+        return ["set-hook", "-t", f"={self.session}:", "after-new-window", hook]
+
+    # ------------------------------------------------------------------ session
+
+    def start(self) -> None:
+        """Create the session (detached) unless it exists; make it ready for windows.
+
+        Creating is a single tmux call: ``new-session`` with the placeholder
+        window, its window options, the session options and the
+        ``after-new-window`` hook.  If the session already exists (a resumed
+        run), the hook is re-installed and its task windows are adopted, so
+        ``keep_windows`` counts them too.  Raises :class:`TmuxError` on failure.
+        """
+        s_target = f"={self.session}:"
+        notice = (
+            f"seqharness run {self.session!s}: one window per task attempt "
+            "(task-<id>); next window: prefix n, list: prefix w."
+        )
+        args: list[str] = [
+            "new-session", "-d", "-P", "-F", "#{session_id}",
+            "-s", self.session, "-x", str(self.width), "-y", str(self.height),
+            "-n", PLACEHOLDER_WINDOW_NAME,
+            "--", "echo", notice,
+        ]  # fmt: skip
+        for key, value in self._window_option_commands():
+            args += [";", "set-option", "-w", "-t", s_target, key, value]
+        args += [";", "set-option", "-w", "-t", s_target, _ROLE_OPTION, _PLACEHOLDER_ROLE]
+        args += [";", "set-option", "-t", s_target, "destroy-unattached", "off"]
+        args += [";", *self._hook_args()]
+        try:
+            out = self._run(*args)
+        except TmuxError as exc:
+            if "duplicate session" not in exc.stderr:
+                raise
+            self._adopt_existing()
+            return
+        # tmux 3.3 can exit 0 after failing to create its server socket (it only
+        # prints "error creating ..."), so insist on seeing the new session's id.
+        if not _SESSION_ID.fullmatch(out.strip().splitlines()[0] if out.strip() else ""):
+            raise TmuxError(
+                f"tmux did not create session {self.session!r} "
+                f"(socket {self.socket_name or 'default'!r}); output: {out.strip()!r}",
+                argv=self._base_argv() + args,
+            )
+        self._windows = []
+
+    def _adopt_existing(self) -> None:
+        out = self._run(
+            *self._hook_args(),
+            ";", "list-windows", "-t", f"={self.session}:",
+            "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
+        )  # fmt: skip
+        ids = []
+        for line in out.splitlines():
+            wid, _, role = line.partition(" ")
+            if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
+                ids.append(wid)
+        self._windows = sorted(ids, key=lambda w: int(w[1:]))
+
+    def kill_session(self) -> None:
+        """Kill the session; nothing happens if it (or its server) is already gone."""
+        self._windows = []
+        try:
+            self._run("kill-session", "-t", self._session_target())
+        except TmuxError as exc:
+            if not exc.gone:
+                raise
+
+    def attach_command(self) -> str:
+        """The shell command a human runs to watch the run, e.g. ``tmux -L sock attach -t NAME``."""
+        parts = [self.tmux_bin]
+        if self.socket_name is not None:
+            parts += ["-L", self.socket_name]
+        parts += ["attach", "-t", self.session]
+        return shlex.join(parts)
+
+    # ------------------------------------------------------------------ windows
+
+    def open_window(
+        self, name: str, transcript_path: str | os.PathLike[str], *, harness_pid: int | None = None
+    ) -> str:
+        """Open a window named ``sanitize_window_name(name)`` following ``transcript_path``.
+
+        The caller passes the full name (e.g. ``"task-1.1"``).  The transcript is
+        created empty if missing (tail would otherwise exit at once).  The viewer
+        exits soon after process ``harness_pid`` (default: this process) dies; the
+        pane stays.  Returns the window id (``"@7"``).  When more than
+        ``keep_windows`` task windows exist, the oldest are killed.  One tmux call,
+        plus one ``kill-window`` per recycled window.
+        """
+        pid = os.getpid() if harness_pid is None else int(harness_pid)
+        path = os.path.abspath(os.fspath(transcript_path))  # the pane's cwd is not ours
+        with open(path, "ab"):
+            pass
+        out = self._run(
+            # -a after {end}: append, so window order (index) follows creation
+            # order even after old windows were recycled and left index gaps.
+            "new-window", "-d", "-a", "-P", "-F", "#{window_id}",
+            "-t", f"={self.session}:{{end}}",
+            "-n", sanitize_window_name(name),
+            "--", "tail", "-c", "+1", "-f", "--pid", str(pid), "--", path,
+        )  # fmt: skip
+        window_id = out.strip()
+        if not _WINDOW_ID.fullmatch(window_id):
+            raise TmuxError(f"tmux new-window returned no window id: {out!r}")
+        self._windows.append(window_id)
+        self._recycle()
+        return window_id
+
+    def _recycle(self) -> None:
+        if self.keep_windows is None:
+            return
+        while len(self._windows) > self.keep_windows:
+            self._kill_window(self._windows.pop(0))
+
+    def _kill_window(self, window_id: str) -> None:
+        try:
+            self._run("kill-window", "-t", self._window_target(window_id))
+        except TmuxError as exc:
+            if not exc.gone:  # a human may have closed it already
+                raise
+
+    def close_window(self, window_id: str) -> None:
+        """Kill one window by id; nothing happens if it is already gone."""
+        target = self._window_target(window_id)  # validates before we forget it
+        if window_id in self._windows:
+            self._windows.remove(window_id)
+        try:
+            self._run("kill-window", "-t", target)
+        except TmuxError as exc:
+            if not exc.gone:
+                raise
+
+    def window_ids(self) -> list[str]:
+        """Ids of the task windows currently in the session (not the placeholder), oldest first.
+
+        Asks tmux (one call), so windows closed by a human are not listed.
+        """
+        out = self._run(
+            "list-windows", "-t", f"={self.session}:",
+            "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
+        )  # fmt: skip
+        ids = []
+        for line in out.splitlines():
+            wid, _, role = line.partition(" ")
+            if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
+                ids.append(wid)
+        return sorted(ids, key=lambda w: int(w[1:]))
+
+    def capture(self, window_id: str, *, escapes: bool = False, history: bool = False) -> str:
+        """The window's rendered screen as text (``capture-pane -p -J``).
+
+        ``escapes`` keeps colour/attribute escape sequences (``-e``); ``history``
+        includes the scrollback (``-S -``).
+        """
+        args = ["capture-pane", "-p", "-J"]
+        if escapes:
+            args.append("-e")
+        if history:
+            args += ["-S", "-"]
+        args += ["-t", self._window_target(window_id)]
+        return self._run(*args)
