@@ -13,6 +13,7 @@ traceback and "Interrupted"): they are recorded and turned into one
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -109,7 +110,12 @@ class TaskItem(pytest.Item):
         from seqharness.runner import run_unit
 
         h = self.harness
-        result = run_unit(h, self.spec_run, self.unit)
+        # The agent talks to its own PTY; the harness's terminal is free for
+        # the live view, so pytest's fd capture is suspended while it runs.
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        suspended = capman.global_and_fixture_disabled() if capman is not None else nullcontext()
+        with suspended:
+            result = run_unit(h, self.spec_run, self.unit)
         self.spec_run.status[self.unit.name] = result.outcome.kind
         last = result.last
         facts = [
@@ -166,6 +172,8 @@ def skip_reason(h: Harness, sr: SpecRun, unit: Unit) -> str | None:
     if h.halted is not None:
         return f"run halted at task {h.halted[1].name}"
     if h.budget.exhausted:
+        if h.budget_spent_at is None:
+            h.budget_spent_at = unit.name
         return f"iteration budget spent (--max-iterations {settings.max_iterations})"
     for dep in unit.depends_on:
         if sr.state.is_completed(dep.name) or dep.done_in_file(settings.include_optional):

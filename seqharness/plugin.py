@@ -74,14 +74,15 @@ def _explicit_ini(config: pytest.Config, name: str) -> bool:
     for arg in config.invocation_params.args:
         if isinstance(arg, str) and arg.replace(" ", "").startswith(f"{name}=") :
             return True
-    return name in (config.inicfg or {})
+    inicfg = getattr(config, "_inicfg", None)  # set in a config file or by -o
+    return inicfg is not None and name in inicfg
 
 
 def _default_maxfail(config: pytest.Config) -> None:
     """A sequential plan should not build on a broken step: ``--maxfail`` defaults to 1."""
     args = [a for a in config.invocation_params.args if isinstance(a, str)]
     explicit = any(a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in args)
-    if not explicit and config.option.maxfail == 0:
+    if not explicit and not config.option.maxfail:
         config.option.maxfail = 1
 
 
@@ -172,6 +173,18 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         reconcile(h, sr)
         sr.prepared = True
     _start_tmux(h, runs)
+    _start_live_view(h, config)
+
+
+def _start_live_view(h: Harness, config: pytest.Config) -> None:
+    from seqharness import live
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    tw = reporter._tw  # noqa: SLF001 - the writer pytest's own lines go through
+    if live.wanted(h.settings.live, getattr(tw, "_file", None)):
+        h.view = live.LiveView(h, tw)
 
 
 def _start_tmux(h: Harness, runs: list[Any]) -> None:
@@ -199,6 +212,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if call.excinfo is not None and isinstance(call.excinfo.value, TaskHalted):
         setattr(report, HALTED_KEY, True)
+    if report.skipped and isinstance(report.longrepr, tuple) and isinstance(item, TaskItem):
+        # Point skip reasons at the task's line, not at seqharness's source.
+        report.longrepr = (str(item.path), item.unit.head.line, report.longrepr[2])
     return report
 
 

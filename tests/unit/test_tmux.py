@@ -274,9 +274,10 @@ class TestWithTmux:
         assert wid in view.window_ids()
         # tmux scrolls the screen by one line to print its "Pane is dead" notice,
         # so the first line may now be in the scrollback.
+        # tmux sets pane_dead before it draws its notice: poll for the screen.
+        assert wait_for(lambda: "Pane is dead" in view.capture(wid, history=True), timeout=5)
         screen = view.capture(wid, history=True)
         assert "agent output" in screen and "OUTCOME: passed" in screen
-        assert "Pane is dead" in screen
 
     def test_keep_windows_recycles_oldest(self, server: Server, tmp_path: Path) -> None:
         view = server.view(keep_windows=3)

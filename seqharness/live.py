@@ -1,0 +1,143 @@
+"""The rich live view shown on a terminal while an agent works.
+
+While an attempt runs (and during ``--delay``), a transient panel lists every
+task of the spec with its state, the current one with its attempt number and
+elapsed time, the last lines of its transcript, and the tmux attach command.
+When the attempt ends the panel is erased and pytest's own result line
+continues where it stopped, so the scroll-back reads like any pytest run.
+
+Without a terminal (CI) nothing of this is shown: pytest's plain lines are
+the output.  Nothing the agent prints is lost either way; it is in the
+transcript and the tmux window.
+
+pytest captures file descriptors 1 and 2 while an item runs, so the item
+suspends capturing around the agent run (:mod:`seqharness.items`); the panel
+then writes to the real terminal, and the cursor dance in :meth:`_start` and
+:meth:`_stop` keeps pytest's half-written ``tasks.md::2 `` line intact.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from seqharness.signals import strip_ansi
+
+_SYMBOL = {
+    "passed": ("✓", "green"), "complete": ("✓", "green dim"), "failed": ("✗", "red"),
+    "halted": ("H", "yellow bold"), "skipped": ("↷", "dim"), "running": ("▶", "cyan bold"),
+    None: ("·", "dim"),
+}
+
+
+def wanted(mode: str, stream: Any = None) -> bool:
+    """Whether to show the live view: ``on``, ``off``, or ``auto`` (a TTY, not dumb)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    stream = stream or sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and os.environ.get("TERM", "") not in ("", "dumb") and not os.environ.get("CI")
+
+
+def _tail(path: Path, lines: int = 6, max_bytes: int = 4096) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return []
+    text = strip_ansi(data.decode("utf-8", "replace")).replace("\r", "\n")
+    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
+class LiveView:
+    def __init__(self, harness: Any, terminal_writer: Any) -> None:
+        self.h = harness
+        self.tw = terminal_writer
+        self.file = getattr(terminal_writer, "_file", None) or sys.stdout
+        self.console = Console(file=self.file, force_terminal=True)
+        self.live: Live | None = None
+        self.current: tuple[Any, Any, int, Path] | None = None
+        self.started = 0.0
+        self.delay_left: float | None = None
+
+    # -- events from the runner ----------------------------------------------
+    def attempt_started(self, sr: Any, unit: Any, number: int, transcript: Path) -> None:
+        self.current = (sr, unit, number, transcript)
+        self.started = time.monotonic()
+        self.delay_left = None
+        self._start()
+
+    def attempt_finished(self, sr: Any, unit: Any, number: int, outcome: Any) -> None:
+        self._stop()
+        self.current = None
+
+    def delay_tick(self, left: float) -> None:
+        self.delay_left = left
+        if self.live is None:
+            self._start()
+        if left <= 0.3:
+            self._stop()
+
+    # -- rendering -------------------------------------------------------------
+    def _start(self) -> None:
+        if self.live is not None:
+            return
+        self.file.write("\n")
+        self.file.flush()
+        self.live = Live(get_renderable=self.render, console=self.console, transient=True,
+                         refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
+        self.live.start()
+
+    def _stop(self) -> None:
+        if self.live is None:
+            return
+        self.live.stop()
+        self.live = None
+        # Back to the end of pytest's half-written line.
+        col = int(getattr(self.tw, "width_of_current_line", 0) or 0)
+        self.file.write("\x1b[1A\r" + (f"\x1b[{col}C" if col else ""))
+        self.file.flush()
+
+    def render(self) -> Any:
+        table = Table.grid(padding=(0, 1))
+        table.add_column(width=2)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="ellipsis", no_wrap=True, max_width=70)
+        table.add_column(no_wrap=True)
+        current = self.current
+        for sr in list(self.h.specs.values()):
+            for unit in sr.units:
+                status = sr.status.get(unit.name)
+                extra = ""
+                if current is not None and current[1] is unit:
+                    status = "running"
+                    extra = f"attempt {current[2]} · {time.monotonic() - self.started:5.1f}s"
+                symbol, style = _SYMBOL.get(status, _SYMBOL[None])
+                table.add_row(Text(symbol, style=style), Text(unit.name, style="bold"),
+                              Text(" ".join(unit.title.split())), Text(extra, style="cyan"))
+        parts: list[Any] = [table]
+        if current is not None:
+            lines = _tail(current[3])
+            if lines:
+                parts.append(Text("\n".join(f"  │ {ln[:150]}" for ln in lines), style="dim"))
+        if self.delay_left is not None and current is None:
+            parts.append(Text(f"next attempt in {self.delay_left:4.1f}s (Ctrl-C stops the run)", style="yellow"))
+        if self.h.tmux is not None:
+            parts.append(Text(f"watch live: {self.h.tmux.attach_command()}", style="dim"))
+        return Group(*parts)

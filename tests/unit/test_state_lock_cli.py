@@ -1,0 +1,81 @@
+"""State file per spec, the run lock, and the CLI's flag translation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqharness.cli import check_spec_path, translate_args
+from seqharness.lock import LockedError, RunLock
+from seqharness.state import StateStore
+
+
+def test_state_is_per_spec_and_keeps_other_specs(tmp_path: Path) -> None:
+    a = StateStore(tmp_path, "alpha")
+    b = StateStore(tmp_path, "beta")
+    a.add_completed(["1", "1.1"])
+    a.save()
+    b.add_completed(["1"])
+    b.save()           # b was loaded before a saved: a's entry must survive
+    doc = json.loads((tmp_path / "SEQUENTIAL_STATE.json").read_text())
+    assert doc["specs"]["alpha"]["completed"] == ["1", "1.1"]
+    assert doc["specs"]["beta"]["completed"] == ["1"]
+    for key in ("completed", "halted", "halted_task", "halted_at", "started_at", "completed_at", "assignments"):
+        assert key in doc["specs"]["alpha"]
+
+
+def test_corrupt_state_is_moved_aside_with_a_note(tmp_path: Path) -> None:
+    (tmp_path / "SEQUENTIAL_STATE.json").write_text("{not json")
+    store = StateStore(tmp_path, "alpha")
+    assert store.data["completed"] == []
+    assert "not valid JSON" in store.notes[0]
+    assert (tmp_path / "SEQUENTIAL_STATE.json.corrupt").read_text() == "{not json"
+
+
+def test_original_flat_state_is_kept_as_legacy(tmp_path: Path) -> None:
+    (tmp_path / "SEQUENTIAL_STATE.json").write_text(json.dumps({"completed": ["1"], "halted": False}))
+    store = StateStore(tmp_path, "alpha")
+    assert store.data["completed"] == []
+    store.save()
+    doc = json.loads((tmp_path / "SEQUENTIAL_STATE.json").read_text())
+    assert doc["legacy"]["completed"] == ["1"]
+
+
+def test_lock_refuses_a_second_holder_and_is_freed_by_death(tmp_path: Path) -> None:
+    path = tmp_path / "run.lock"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                               "from seqharness.lock import RunLock; l = RunLock(sys.argv[2]); l.acquire();"
+                               "print('locked', flush=True); time.sleep(60)",
+                               str(Path(__file__).resolve().parents[2]), str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=f"by pid {holder.pid}"):
+            RunLock(path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = RunLock(path)
+    lock.acquire()   # the dead holder's lock is gone: never stale
+    lock.release()
+
+
+def test_translate_original_flags() -> None:
+    assert translate_args(["--spec", "a", "--timeout", "5", "--retries=2", "-k", "x"]) == [
+        "a", "--task-timeout", "5", "--task-retries=2", "-k", "x"]
+    assert translate_args(["--spec=b"]) == ["b"]
+
+
+def test_check_spec_path(tmp_path: Path) -> None:
+    assert "no such spec folder" in check_spec_path(str(tmp_path / "nope"))
+    assert "no tasks.md" in check_spec_path(str(tmp_path))
+    spec = tmp_path / "s"
+    spec.mkdir()
+    (spec / "tasks.md").write_text("- [ ] 1. x\n")
+    assert check_spec_path(str(spec)) is None
+    assert check_spec_path(str(spec / "tasks.md")) is None
