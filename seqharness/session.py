@@ -1,0 +1,592 @@
+"""Run one agent attempt in a pseudo-terminal and stream what it prints.
+
+:func:`run_attempt` spawns the agent CLI with pexpect (agents behave like they do
+for a human only on a TTY), streams every byte to a transcript file as it
+arrives (``tail -f`` shows the agent live), watches for the completion signal
+(:mod:`seqharness.signals`), and ends the attempt on exit, timeout, idleness or
+request.  Why it is built the way it is:
+
+Bounded memory.  ``expect()`` keeps everything it has not matched in memory
+(pexpect issue #388), so an agent that prints for hours would grow the harness
+without limit.  Here output is read in a loop, written to disk, fed to a
+streaming scanner and kept only as a 64 KiB tail: 100 MB of output costs a few
+MB of RSS.
+
+pexpect traps avoided (pexpect 4.8 / ptyprocess 0.7, all checked):
+
+* ``read_nonblocking()`` is not used.  When it sees EOF it calls ``isalive()``,
+  and after EOF that does a *blocking* ``waitpid``: an agent that closes its
+  terminal but keeps running (``exec >/dev/null``) would freeze the harness for
+  its whole life and no timeout would fire.  We ``poll()`` and ``os.read()`` the
+  master fd ourselves (batched up to 64 KiB per wake-up; ``poll`` because
+  ``select`` fails on fds >= 1024), and check the child with non-blocking waits
+  only.
+* ``spawn(..., cwd=X)`` with a missing *X* makes the forked child raise *in the
+  copy of the parent*: the copy goes on running the caller's code (pytest!)
+  inside the PTY while the parent blocks.  We check the folder first and do the
+  ``chdir`` in ``preexec_fn``, whose errors ptyprocess reports properly.
+* ``spawn(cmd, [])`` re-splits *cmd* on spaces; a one-element argv is escaped.
+* ``close()`` sleeps ``ptyproc.delayafterclose`` (and ``terminate()`` sleeps
+  ``delayafterterminate`` several times); setting the same attributes on the
+  pexpect object does not reach ptyprocess, so both are zeroed.
+* ``sendeof()`` takes the EOF character from *our* stdin's terminal; we take it
+  from the child's PTY.  A canonical-mode TTY also silently drops everything
+  past 4095 bytes of one input line, and turns ``^C``/``^Z``/``^\\`` in the text
+  into signals: ``stdin_text`` is quoted with the PTY's LNEXT character and long
+  lines are handed over in pieces ended by VEOF (which delivers without EOF).
+  Input is written non-blocking from the read loop, so a child that prints a lot
+  before reading stdin cannot deadlock against us.
+
+Process groups.  The child is a session leader (pid == pgid), so
+``killpg(pid, ...)`` reaches the agent and every tool it started that did not
+create its own session.  Ending an attempt is SIGTERM (+SIGCONT) to the group,
+up to ``kill_grace`` seconds while output is still drained, then SIGKILL.  The
+leader's own exit is noticed with ``waitid(WNOWAIT)``: it stays an unreaped
+zombie until the leftover group members are dealt with, so its pid - the group
+id - cannot be reused and signalled by mistake.  A grandchild that keeps the PTY
+open therefore delays nothing: after the leader exits we drain for at most
+0.2 s, then kill what is left of the group.  Whether a group still has live
+members is read from ``/proc`` (zombies waiting for a slow init to reap them do
+not count); without ``/proc`` ``killpg(pgid, 0)`` is used.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import select
+import signal
+import termios
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+import pexpect
+
+from .signals import SignalScanner, strip_ansi
+
+__all__ = ["AttemptResult", "run_attempt", "group_alive"]
+
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+READ_SIZE = 65536  # bytes per os.read(); a PTY hands out ~4 KiB per read anyway
+BATCH_SIZE = 65536  # bytes gathered per wake-up before writing/scanning them
+POLL_INTERVAL = 0.05  # longest sleep between checks of exit / timeouts / should_stop
+EXIT_DRAIN = 0.2  # after the leader exits, read leftovers at most this long ...
+EXIT_QUIET = 0.05  # ... and stop early after this long without output
+KILL_WAIT = 5.0  # after SIGKILL, wait at most this long for the group to vanish
+TAIL_BYTES = 64 * 1024  # raw output kept in memory for `tail`
+TAIL_LINES = 50
+TAIL_CHARS = 8192
+TTY_LINE_LIMIT = 4000  # canonical-mode TTYs drop input beyond 4095 bytes per line
+
+
+@dataclass
+class AttemptResult:
+    """What happened in one attempt."""
+
+    exit_status: int | None  # exit code, None if killed by a signal (or unknown)
+    term_signal: int | None  # signal number if it died from one
+    signal: str | None  # counted completion signal: "done" | "halt" | None
+    reason: str  # "exited" | "timeout" | "idle" | "interrupted" | "spawn-error"
+    duration: float  # seconds
+    output_bytes: int
+    tail: str  # last ~50 lines (max ~8 KB) of output, ANSI-stripped, for reports
+    halt_context: str
+    error: str | None  # human message for spawn errors etc.
+
+
+# --------------------------------------------------------------------- process groups
+_PROC_USABLE: bool | None = None
+
+
+def _proc_usable() -> bool:
+    """Is /proc there and showing *our* pid namespace?"""
+    global _PROC_USABLE
+    if _PROC_USABLE is None:
+        try:
+            _PROC_USABLE = os.readlink("/proc/self") == str(os.getpid())
+        except OSError:
+            _PROC_USABLE = False
+    return _PROC_USABLE
+
+
+def _proc_group_members(pgid: int) -> list[int] | None:
+    """Pids of live (non-zombie) processes in group *pgid*, or None without /proc."""
+    if not _proc_usable():
+        return None
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) < 3 or fields[0] in (b"Z", b"X"):
+            continue
+        try:
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+        except ValueError:
+            continue
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """True while process group *pgid* has a live (non-zombie) member."""
+    members = _proc_group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --------------------------------------------------------------------- TTY input
+def _tty_input_bytes(fd: int, text: str) -> bytes:
+    """Encode *text* so a canonical-mode TTY delivers it intact, then EOF."""
+    data = text.encode("utf-8")
+    try:
+        cc = termios.tcgetattr(fd)[6]
+    except termios.error:
+        cc = None
+
+    def char(name: str, default: bytes) -> bytes:
+        index = getattr(termios, name, None)
+        if cc is None or index is None:
+            return default
+        value = cc[index]
+        if isinstance(value, int):
+            value = bytes([value])
+        return value
+
+    veof = char("VEOF", b"\x04")
+    lnext = char("VLNEXT", b"\x16")
+    if veof in (b"", b"\x00"):
+        veof = b"\x04"
+    special = {b"\r"}
+    for name in (
+        "VEOF", "VEOL", "VEOL2", "VERASE", "VWERASE", "VKILL", "VREPRINT", "VINTR",
+        "VQUIT", "VSUSP", "VDSUSP", "VLNEXT", "VDISCARD", "VSTART", "VSTOP", "VSTATUS",
+    ):
+        value = char(name, b"")
+        if value not in (b"", b"\x00"):
+            special.add(value)
+    can_quote = lnext not in (b"", b"\x00")
+
+    out = bytearray()
+    in_line = 0
+    for byte in data:
+        ch = bytes((byte,))
+        if byte == 0x0A:  # newline ends the TTY line
+            out += ch
+            in_line = 0
+            continue
+        if in_line >= TTY_LINE_LIMIT and not 0x80 <= byte <= 0xBF:
+            out += veof  # deliver the piece so far (not an EOF: the piece is non-empty)
+            in_line = 0
+        if ch in special and can_quote:
+            out += lnext
+            in_line += 1
+        out += ch
+        in_line += 1
+    if in_line:
+        out += veof  # deliver the unterminated last line
+    out += veof  # EOF: a VEOF at the start of a line makes read() return 0
+    return bytes(out)
+
+
+# --------------------------------------------------------------------- the attempt
+def _escape_command(program: str) -> str:
+    """pexpect re-splits a command without args; backslash-escape every char."""
+    return "".join("\\" + ch for ch in program)
+
+
+class _Attempt:
+    def __init__(
+        self,
+        child: pexpect.spawn,
+        transcript: BinaryIO,
+        scanner: SignalScanner,
+        on_output: Callable[[bytes], None] | None,
+        stdin_text: str | None,
+    ) -> None:
+        self.child = child
+        self.pid: int = child.pid
+        self.fd: int = child.child_fd
+        self.transcript = transcript
+        self.scanner = scanner
+        self.on_output = on_output
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tail = bytearray()
+        self.output_bytes = 0
+        self.eof = False
+        self.last_output = time.monotonic()
+        self.leader_gone = False
+        os.set_blocking(self.fd, False)
+        # poll(), not select(): select() fails for fds >= 1024 (long pytest runs).
+        self.poller = select.poll()
+        self.poll_mask = _POLL_IN
+        self.poller.register(self.fd, self.poll_mask)
+        self.pending = _tty_input_bytes(self.fd, stdin_text) if stdin_text is not None else b""
+        self.pending_pos = 0
+
+    # -- reading ---------------------------------------------------------------
+    def pump(self, wait: float) -> bool:
+        """Wait up to *wait* s for output (writing pending input meanwhile);
+        handle what arrives.  Returns True if output was read."""
+        want_write = self.pending_pos < len(self.pending)
+        if self.eof and not want_write:
+            if wait > 0:
+                time.sleep(wait)
+            return False
+        mask = (0 if self.eof else _POLL_IN) | (select.POLLOUT if want_write else 0)
+        if mask != self.poll_mask:
+            self.poller.modify(self.fd, mask)
+            self.poll_mask = mask
+        events = 0
+        for _fd, event in self.poller.poll(max(0.0, wait) * 1000.0):
+            events |= event
+        if events & select.POLLOUT:
+            self._write_input()
+        if not events & (_POLL_IN | select.POLLNVAL):
+            return False
+        batch = bytearray()
+        while len(batch) < BATCH_SIZE:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                if not batch and events & select.POLLHUP:
+                    self._set_eof()  # hung up and nothing left to read
+                break
+            except OSError as exc:  # Linux: EIO once every slave fd is closed
+                if exc.errno in (errno.EIO, errno.EBADF):
+                    self._set_eof()
+                    break
+                raise
+            if not data:
+                self._set_eof()
+                break
+            batch += data
+        if batch:
+            self._handle(bytes(batch))
+            return True
+        return False
+
+    def _set_eof(self) -> None:
+        """Nobody holds the terminal any more: stop polling it at all (a hung-up
+        fd is always "ready", polling it would spin) and drop unsent input."""
+        self.eof = True
+        self.pending_pos = len(self.pending)
+
+    def _write_input(self) -> None:
+        try:
+            written = os.write(self.fd, self.pending[self.pending_pos : self.pending_pos + 4096])
+        except BlockingIOError:
+            return
+        except OSError:  # the child is gone; nobody will read it
+            self.pending_pos = len(self.pending)
+            return
+        self.pending_pos += written
+
+    def _handle(self, chunk: bytes) -> None:
+        self.last_output = time.monotonic()
+        self.output_bytes += len(chunk)
+        view = memoryview(chunk)  # unbuffered file: straight to write(2), visible at once
+        while view:
+            written = self.transcript.write(view)
+            view = view[written:]
+        if self.on_output is not None:
+            self.on_output(chunk)
+        self.scanner.feed(self.decoder.decode(chunk))
+        self.tail += chunk
+        if len(self.tail) > TAIL_BYTES:
+            del self.tail[: len(self.tail) - TAIL_BYTES]
+
+    def drain(self, limit: float, quiet: float) -> None:
+        """Read what is left for at most *limit* s, stopping after *quiet* s of
+        silence or at EOF.  Never waits for EOF itself."""
+        end = time.monotonic() + limit
+        while not self.eof:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            if not self.pump(min(quiet, remaining)):
+                break
+
+    # -- the child ---------------------------------------------------------------
+    def leader_exited(self) -> bool:
+        """Has the leader exited?  Does not reap it (WNOWAIT): while it is an
+        unreaped zombie its pid, which is the group id, cannot be reused."""
+        if self.leader_gone:
+            return True
+        waitid = getattr(os, "waitid", None)
+        if waitid is not None and hasattr(os, "WNOWAIT"):
+            try:
+                info = waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                self.leader_gone = True
+                return True
+            self.leader_gone = info is not None and info.si_pid != 0
+            return self.leader_gone
+        self.leader_gone = not self._isalive()
+        return self.leader_gone
+
+    def _isalive(self) -> bool:
+        try:
+            return bool(self.child.isalive())
+        except pexpect.ExceptionPexpect:  # reaped by someone else
+            return False
+
+    def terminate_group(self, grace: float) -> None:
+        """SIGTERM the group, drain output up to *grace* s while it dies, then
+        SIGKILL whatever is left.  A second Ctrl-C skips the grace period."""
+        if not self._group_alive():
+            return
+        _killpg(self.pid, signal.SIGTERM)
+        _killpg(self.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        end = time.monotonic() + grace
+        try:
+            while self._group_alive():
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.pump(min(0.02, remaining))
+        except KeyboardInterrupt:
+            self.kill_group()
+            raise
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        """SIGKILL the group and wait (bounded) until no live member is left."""
+        if not self._group_alive():
+            return
+        _killpg(self.pid, signal.SIGKILL)
+        end = time.monotonic() + KILL_WAIT
+        while self._group_alive() and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def _group_alive(self) -> bool:
+        members = _proc_group_members(self.pid)
+        if members is not None:
+            return bool(members)
+        # No /proc: the unreaped zombie leader would keep killpg(pid, 0) true,
+        # so reap it first once it has exited.
+        if self.leader_exited():
+            self._isalive()
+        return group_alive(self.pid)
+
+    def reap(self) -> tuple[int | None, int | None]:
+        """Collect the leader's exit status (bounded wait)."""
+        end = time.monotonic() + KILL_WAIT
+        killed = False
+        while self._isalive():
+            if time.monotonic() >= end:
+                if killed:
+                    return None, None  # unkillable (D state?): give up waiting
+                _killpg(self.pid, signal.SIGKILL)
+                killed, end = True, time.monotonic() + KILL_WAIT
+            time.sleep(0.005)
+        return self.child.exitstatus, self.child.signalstatus
+
+    def close(self) -> None:
+        child = self.child
+        for obj in (child, getattr(child, "ptyproc", None)):
+            if obj is not None:
+                obj.delayafterclose = 0
+                obj.delayafterterminate = 0
+        try:
+            child.close(force=True)
+        except Exception:  # pragma: no cover - already reaped; just free the fd
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+
+    def finish_text(self) -> str:
+        self.scanner.feed(self.decoder.decode(b"", final=True))
+        self.scanner.close()
+        return _tail_text(bytes(self.tail), truncated=self.output_bytes > len(self.tail))
+
+
+def _tail_text(raw: bytes, truncated: bool) -> str:
+    """Last ~50 lines / 8 KB of output as plain text (escapes stripped, and a
+    carriage return shows what the terminal would: the text after it)."""
+    text = strip_ansi(raw.decode("utf-8", errors="replace"))
+    lines = text.split("\n")
+    if truncated and len(lines) > 1:
+        lines = lines[1:]  # the first line is probably cut
+    cleaned = []
+    for line in lines:
+        line = line.rstrip("\r")
+        if "\r" in line:
+            line = line.rsplit("\r", 1)[1]
+        cleaned.append(line.rstrip())
+    while cleaned and not cleaned[-1]:
+        cleaned.pop()
+    result = "\n".join(cleaned[-TAIL_LINES:])
+    if len(result) > TAIL_CHARS:
+        result = result[-TAIL_CHARS:]
+        cut = result.find("\n")
+        if 0 <= cut < len(result) - 1:
+            result = result[cut + 1 :]
+    return result
+
+
+def _cwd_problem(cwd: str) -> str | None:
+    """Why *cwd* cannot be the agent's working directory, or None.  (A friendly
+    early message; the chdir in preexec_fn is what makes a race harmless.)"""
+    if not os.path.isdir(cwd):
+        return f"working directory {cwd!r} does not exist"
+    return None
+
+
+def _spawn_error(message: str, start: float) -> AttemptResult:
+    return AttemptResult(
+        exit_status=None,
+        term_signal=None,
+        signal=None,
+        reason="spawn-error",
+        duration=time.monotonic() - start,
+        output_bytes=0,
+        tail="",
+        halt_context="",
+        error=message,
+    )
+
+
+def run_attempt(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: dict[str, str] | None,
+    prompt: str,
+    transcript_path: str,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    dimensions: tuple[int, int] = (50, 200),
+    kill_grace: float = 3.0,
+    on_output: Callable[[bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    stdin_text: str | None = None,
+) -> AttemptResult:
+    """Run *argv* once in a PTY and report how it ended.
+
+    *prompt* is what the agent was given (it tells echoes from signals, see
+    :mod:`seqharness.signals`).  Every output byte is appended to
+    *transcript_path* as it arrives and passed to *on_output*.  The attempt ends
+    when the agent exits (reason ``"exited"``), after *timeout* s in total
+    (``"timeout"``), after *idle_timeout* s without output (``"idle"``) or when
+    *should_stop()* returns true (``"interrupted"``); in every case the agent's
+    whole process group is gone when this returns.  A KeyboardInterrupt inside
+    the loop ends the group too and is re-raised.  *stdin_text*, if given, is
+    typed into the terminal, followed by EOF.
+    """
+    start = time.monotonic()
+    if not argv:
+        return _spawn_error("cannot start the agent: empty command", start)
+    problem = _cwd_problem(cwd)
+    if problem:
+        return _spawn_error(f"cannot start {argv[0]!r}: {problem}", start)
+
+    program = argv[0]
+    if os.sep in program and not os.path.isabs(program):
+        program = os.path.join(cwd, program)  # relative to the agent's cwd, like subprocess
+    args = list(argv[1:])
+    folder = os.path.dirname(os.path.abspath(transcript_path))
+    os.makedirs(folder, exist_ok=True)
+
+    with open(transcript_path, "ab", buffering=0) as transcript:
+        try:
+            child = pexpect.spawn(
+                program if args else _escape_command(program),
+                args,
+                env=env,
+                dimensions=dimensions,
+                echo=False,
+                encoding=None,
+                preexec_fn=lambda: os.chdir(cwd),
+            )
+        except (pexpect.ExceptionPexpect, OSError) as exc:
+            detail = str(exc).strip() or type(exc).__name__
+            return _spawn_error(f"cannot start {argv[0]!r}: {detail}", start)
+        except Exception as exc:  # ptyprocess: "Subprocess failed, got bad error data"
+            return _spawn_error(f"cannot start {argv[0]!r}: {exc}", start)
+
+        try:
+            attempt = _Attempt(child, transcript, SignalScanner(prompt), on_output, stdin_text)
+        except BaseException:
+            _killpg(child.pid, signal.SIGKILL)
+            child.ptyproc.delayafterclose = child.ptyproc.delayafterterminate = 0
+            child.close(force=True)
+            raise
+        reason = "exited"
+        try:
+            while True:
+                if attempt.leader_exited():
+                    reason = "exited"
+                    attempt.drain(EXIT_DRAIN, EXIT_QUIET)
+                    break
+                if should_stop is not None and should_stop():
+                    reason = "interrupted"
+                    break
+                now = time.monotonic()
+                wait = POLL_INTERVAL
+                if timeout is not None:
+                    left = start + timeout - now
+                    if left <= 0:
+                        reason = "timeout"
+                        break
+                    wait = min(wait, left)
+                if idle_timeout is not None:
+                    left = attempt.last_output + idle_timeout - now
+                    if left <= 0:
+                        reason = "idle"
+                        break
+                    wait = min(wait, left)
+                attempt.pump(wait)
+            attempt.terminate_group(kill_grace)
+            attempt.drain(EXIT_DRAIN, EXIT_QUIET)
+        except BaseException:
+            # KeyboardInterrupt (or a failing callback): never leave the agent
+            # running behind us.  Callbacks are off while we clean up.
+            attempt.on_output = None
+            try:
+                attempt.terminate_group(kill_grace)
+            finally:
+                attempt.reap()
+                attempt.close()
+            raise
+        exit_status, term_signal = attempt.reap()
+        attempt.close()
+        tail = attempt.finish_text()
+
+    return AttemptResult(
+        exit_status=exit_status,
+        term_signal=term_signal,
+        signal=attempt.scanner.signal,
+        reason=reason,
+        duration=time.monotonic() - start,
+        output_bytes=attempt.output_bytes,
+        tail=tail,
+        halt_context=attempt.scanner.halt_context,
+        error=None,
+    )
