@@ -323,3 +323,68 @@ def test_malformed_spec_is_one_line_with_file_and_line(project: Project) -> None
     res = project.run(".kiro/specs/nothing")
     assert res.ret == 4
     assert ".kiro/specs/nothing/tasks.md:1: no tasks found" in res.output
+
+
+def test_halt_in_junit_is_a_failure_whose_message_starts_with_halt(project: Project, tmp_path: Path) -> None:
+    project.spec("feature", """
+        - [ ] 1. Ask
+          - fake-agent: halt
+        - [ ] 2. Later
+        """)
+    report = tmp_path / "r.xml"
+    res = project.run(".kiro/specs/feature", "--junitxml", str(report), "--maxfail", "5")
+    assert res.ret == 2, res.output
+    validate_junit(report)
+    failure = ET.parse(report).getroot().find(".//testcase[@name='1']/failure")
+    assert failure is not None and failure.get("message").startswith("HALT: task 1 needs human input")
+    assert "which database" in failure.get("message")
+    assert [c["task"] for c in project.agent_calls()] == ["1"]  # the run stopped at once
+
+
+def test_last_failed_reruns_only_the_failed_task(project: Project) -> None:
+    spec = project.spec("feature", """
+        - [ ] 1. Broken
+          - fake-agent: fail
+        - [ ] 2. Fine
+        """)
+    assert project.run(".kiro/specs/feature", "--maxfail", "5").ret == 1
+    tasks = spec / "tasks.md"
+    tasks.write_text(tasks.read_text().replace("fake-agent: fail", "fake-agent: done"))
+    res = project.run(".kiro/specs/feature", "--lf")
+    assert res.ret == 0, res.output
+    assert "rerun previous 1 failure" in res.stdout and "1 passed" in res.stdout
+    assert [c["task"] for c in project.agent_calls()] == ["1", "2", "1"]
+
+
+def test_xunit1_puts_task_facts_in_testcase_properties(project: Project, tmp_path: Path) -> None:
+    project.spec("feature", "- [ ] 1. One\n")
+    report = tmp_path / "r.xml"
+    res = project.run(".kiro/specs/feature", "--junitxml", str(report), "-o", "junit_family=xunit1")
+    assert res.ret == 0, res.output
+    props = {p.get("name"): p.get("value")
+             for p in ET.parse(report).getroot().findall(".//testcase/properties/property")}
+    assert props["attempts"] == "1" and props["exit_code"] == "0"
+    assert props["transcript"].startswith(".kiro/specs/feature/.seqharness/transcripts/task-1-")
+    assert "fake_agent.py" in props["backend"]
+
+
+def test_agent_output_with_control_characters_gives_valid_junit(project: Project, tmp_path: Path) -> None:
+    project.spec("feature", """
+        - [ ] 1. Binary noise then fail
+          - fake-agent: fail
+        """)
+    report = tmp_path / "r.xml"
+    script = tmp_path / "noisy_agent.py"
+    script.write_text(
+        "import sys\n"
+        "sys.stdout.buffer.write(b'nul\\x00 esc\\x1b[31mred\\x1b[0m bell\\x07 vt\\x0b ff\\x0c "
+        "bad utf8 \\xff\\xfe osc \\x1b]0;title\\x07 end\\n')\n"
+        "sys.exit(3)\n")
+    import sys
+    res = project.run(".kiro/specs/feature", "--junitxml", str(report),
+                      backend=f"cmd:{sys.executable} {script} {{prompt_file}}")
+    assert res.ret == 1, res.output
+    validate_junit(report)
+    failure = ET.parse(report).getroot().find(".//testcase/failure")
+    assert "exited with code 3" in failure.get("message")
+    assert "red" in failure.text and "\x1b" not in failure.text and "end" in failure.text
