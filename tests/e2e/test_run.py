@@ -388,3 +388,90 @@ def test_agent_output_with_control_characters_gives_valid_junit(project: Project
     failure = ET.parse(report).getroot().find(".//testcase/failure")
     assert "exited with code 3" in failure.get("message")
     assert "red" in failure.text and "\x1b" not in failure.text and "end" in failure.text
+
+
+def test_timeouts_fail_with_their_reason(project: Project) -> None:
+    project.spec("feature", """
+        - [ ] 1. Hangs
+          - fake-agent: hang
+        """)
+    res = project.run(".kiro/specs/feature", "--idle-timeout", "0.5")
+    assert res.ret == 1, res.output
+    assert "idle: the agent printed nothing" in res.stdout
+    res = project.run(".kiro/specs/feature", env={"CODEX_TIMEOUT": "700"})  # ms, as the original
+    assert res.ret == 1, res.output
+    assert "timeout: the agent ran longer" in res.stdout
+
+
+def test_delay_between_tasks_but_not_after_the_last(project: Project) -> None:
+    import time
+
+    project.spec("feature", "- [ ] 1. One\n- [ ] 2. Two\n")
+    start = time.monotonic()
+    res = project.run(".kiro/specs/feature", "--delay", "1.5")
+    elapsed = time.monotonic() - start
+    assert res.ret == 0, res.output
+    calls = project.agent_calls()
+    assert calls[1]["time"] - calls[0]["time"] >= 1.5
+    project.spec("single", "- [ ] 1. Only\n")
+    start = time.monotonic()
+    assert project.run(".kiro/specs/single", "--delay", "30").ret == 0
+    assert time.monotonic() - start < 15 < elapsed + 15
+
+
+def test_checkbox_is_in_progress_while_the_agent_runs(project: Project, tmp_path: Path) -> None:
+    import sys
+
+    spec = project.spec("feature", "- [ ] 1. Look at yourself\n- [ ] 2. Second\n")
+    script = tmp_path / "peek.py"
+    script.write_text(
+        "import sys\n"
+        "text = open('.kiro/specs/feature/tasks.md').read()\n"
+        "open('seen-' + sys.argv[1] + '.md', 'w').write(text)\n"
+        "print('<promise>TASK_DONE</promise>')\n")
+    res = project.run(".kiro/specs/feature", backend=f"cmd:{sys.executable} {script} {{task_id}}")
+    assert res.ret == 0, res.output
+    assert (project.root / "seen-1.md").read_text() == "- [-] 1. Look at yourself\n- [ ] 2. Second\n"
+    assert (project.root / "seen-2.md").read_text() == "- [x] 1. Look at yourself\n- [-] 2. Second\n"
+    assert (spec / "tasks.md").read_text() == "- [x] 1. Look at yourself\n- [x] 2. Second\n"
+
+
+def test_failed_task_checkbox_is_restored_byte_for_byte(project: Project) -> None:
+    original = "# Plan\r\n\r\n- [ ] 1. Broken ünïcode\r\n  - fake-agent: fail\r\n- [X] 2. Done"
+    spec = project.spec("feature", "- [ ] 1. x\n")
+    (spec / "tasks.md").write_bytes(original.encode())
+    assert project.run(".kiro/specs/feature").ret == 1
+    assert (spec / "tasks.md").read_bytes() == original.encode()
+
+
+def test_reset_forgets_the_spec_state(project: Project) -> None:
+    spec = project.spec("feature", "- [ ] 1. One\n")
+    assert project.run(".kiro/specs/feature", "--no-tasks-update").ret == 0
+    assert (spec / "tasks.md").read_text() == "- [ ] 1. One\n"     # --no-tasks-update
+    res = project.run(".kiro/specs/feature", "-rs", "--no-tasks-update")
+    assert "already complete (recorded in state)" in res.stdout
+    res = project.run(".kiro/specs/feature", "--reset")
+    assert res.ret == 0 and "1 passed" in res.stdout
+    assert len(project.agent_calls()) == 2
+
+
+def test_live_view_on_a_terminal(project: Project) -> None:
+    import pexpect
+
+    from conftest import seqharness_command
+
+    project.spec("feature", """
+        - [ ] 1. Slow one
+          - fake-agent: slow=1.2
+        - [ ] 2. Second
+        """)
+    cmd = seqharness_command()
+    child = pexpect.spawn(cmd[0], [*cmd[1:], ".kiro/specs/feature", "--backend", fake_backend(), "-v"],
+                          cwd=str(project.root), env={**project.env, "TERM": "xterm-256color"},
+                          dimensions=(40, 150), encoding="utf-8", codec_errors="replace", timeout=60)
+    child.expect(r"attempt 1 ·")          # the live panel, drawn while task 1 runs
+    child.expect(r"Second")               # it lists the other tasks too
+    child.expect(r"2 passed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
