@@ -55,8 +55,27 @@ class Invocation:
     stdin_text: str | None = None
 
 
+class StreamReader:
+    """A backend's incremental reader of one attempt's output.
+
+    :meth:`feed` gets every chunk of bytes as it arrives (any chunking) and may
+    return bytes to type into the agent's terminal, e.g. the key that answers a
+    known first-run dialog.  It must keep its memory bounded whatever the agent
+    prints.  Structured backends parse their CLI's event stream here (final
+    message, tool activity, tokens, errors, usage limits) for
+    :meth:`Backend.interpret`.
+    """
+
+    def feed(self, data: bytes) -> bytes | None:
+        return None
+
+    def close(self) -> None:
+        """The attempt ended: flush any partial line."""
+
+
 class Backend:
-    """Base class; subclasses override :meth:`invocation` (and maybe :meth:`interpret`)."""
+    """Base class; subclasses override :meth:`invocation`, and structured
+    backends also :meth:`reader` and :meth:`interpret`."""
 
     name = "backend"
 
@@ -76,7 +95,13 @@ class Backend:
     def invocation(self, ctx: BackendContext) -> Invocation:
         raise NotImplementedError
 
-    def interpret(self, result: AttemptResult, *, trust_exit_code: bool = False) -> Outcome:
+    def reader(self, ctx: BackendContext) -> StreamReader | None:
+        """A fresh reader for one attempt, or None to rely on plain-text signals."""
+        return None
+
+    def interpret(self, result: AttemptResult, reader: StreamReader | None = None, *,
+                  trust_exit_code: bool = False) -> Outcome:
+        """pass / fail / halt / limited for one attempt (default: plain-text signals)."""
         return interpret(result, trust_exit_code=trust_exit_code)
 
     def describe(self) -> str:

@@ -16,6 +16,7 @@ PASSED = "passed"
 FAILED = "failed"
 HALTED = "halted"
 INTERRUPTED = "interrupted"
+LIMITED = "limited"         # usage or rate limit: wait until resume_at, retry for free
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Outcome:
     kind: str                   # passed | failed | halted | interrupted
     reason: str                 # one line, for reports
     question: str | None = None  # what a halting agent asked
+    resume_at: float | None = None  # LIMITED: epoch seconds of the reset, None if not given
 
 
 def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcome:

@@ -140,10 +140,12 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
         prompt = build_prompt(unit, context)
     prompt_file = transcript.with_suffix(".prompt.md")
     prompt_file.write_text(prompt, encoding="utf-8")
-    invocation = h.backend.invocation(BackendContext(
+    backend_ctx = BackendContext(
         prompt=prompt, prompt_file=str(prompt_file), task_id=unit.name,
         workdir=str(sr.workdir), spec_dir=str(sr.spec_dir),
-    ))
+    )
+    invocation = h.backend.invocation(backend_ctx)
+    reader = h.backend.reader(backend_ctx)
 
     # 1-2: record that the unit runs, then mark it in tasks.md.
     head = unit.head
@@ -165,12 +167,15 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
             invocation.argv, cwd=str(sr.workdir), env=invocation.env, prompt=prompt,
             transcript_path=str(transcript), timeout=settings.timeout,
             idle_timeout=settings.idle_timeout, stdin_text=invocation.stdin_text,
+            on_output=reader.feed if reader is not None else None,
         )
     except KeyboardInterrupt:
         _finish(h, sr, unit, number, original_cell, Outcome(INTERRUPTED, "interrupted by the user"),
                 None, transcript, started_at)
         raise
-    outcome = h.backend.interpret(result, trust_exit_code=settings.trust_exit_code)
+    if reader is not None:
+        reader.close()
+    outcome = h.backend.interpret(result, reader, trust_exit_code=settings.trust_exit_code)
     _finish(h, sr, unit, number, original_cell, outcome, result, transcript, started_at)
     if view is not None:
         view.attempt_finished(sr, unit, number, outcome)

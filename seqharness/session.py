@@ -226,7 +226,7 @@ class _Attempt:
         child: pexpect.spawn,
         transcript: BinaryIO,
         scanner: SignalScanner,
-        on_output: Callable[[bytes], None] | None,
+        on_output: Callable[[bytes], bytes | None] | None,
         stdin_text: str | None,
     ) -> None:
         self.child = child
@@ -315,7 +315,12 @@ class _Attempt:
             written = self.transcript.write(view)
             view = view[written:]
         if self.on_output is not None:
-            self.on_output(chunk)
+            reply = self.on_output(chunk)
+            if reply:
+                # Keystrokes a backend sends back (answering a known dialog):
+                # raw bytes, queued behind any input not yet written.
+                self.pending = self.pending[self.pending_pos:] + reply
+                self.pending_pos = 0
         self.scanner.feed(self.decoder.decode(chunk))
         self.tail += chunk
         if len(self.tail) > TAIL_BYTES:
@@ -484,7 +489,7 @@ def run_attempt(
     idle_timeout: float | None = None,
     dimensions: tuple[int, int] = (50, 200),
     kill_grace: float = 3.0,
-    on_output: Callable[[bytes], None] | None = None,
+    on_output: Callable[[bytes], bytes | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     stdin_text: str | None = None,
 ) -> AttemptResult:
@@ -492,7 +497,8 @@ def run_attempt(
 
     *prompt* is what the agent was given (it tells echoes from signals, see
     :mod:`seqharness.signals`).  Every output byte is appended to
-    *transcript_path* as it arrives and passed to *on_output*.  The attempt ends
+    *transcript_path* as it arrives and passed to *on_output*; bytes that
+    *on_output* returns are typed into the agent's terminal (dialog answers).  The attempt ends
     when the agent exits (reason ``"exited"``), after *timeout* s in total
     (``"timeout"``), after *idle_timeout* s without output (``"idle"``) or when
     *should_stop()* returns true (``"interrupted"``); in every case the agent's
