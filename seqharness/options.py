@@ -62,6 +62,12 @@ def addoption(parser: pytest.Parser) -> None:
                     help="backend that classifies tasks before they run (accepted; used by the LLM assignment feature)")
     group.addoption("--assign-opencode-agent", dest="sh_assign_opencode_agent", default=None,
                     help="opencode agent for assignment (accepted for compatibility)")
+    group.addoption("--limit-wait-max", dest="sh_limit_wait_max", type=float, default=6 * 3600,
+                    metavar="SECONDS",
+                    help="longest wait for a usage-limit reset; a later reset halts the run (default 6h)")
+    group.addoption("--limit-wait-default", dest="sh_limit_wait_default", type=float, default=900,
+                    metavar="SECONDS",
+                    help="wait after a usage limit whose reset time is not given (default 900)")
     group.addoption("--live", dest="sh_live", choices=("auto", "on", "off"), default="auto",
                     help="rich live view: auto (only on a terminal), on, off")
     parser.addini("seqharness_backend", "default --backend", default=None)
@@ -93,6 +99,8 @@ class Settings:
     tmux_keep: int
     wait_lock: float | None
     live: str
+    limit_wait_max: float = 6 * 3600
+    limit_wait_default: float = 900
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -130,6 +138,8 @@ class Settings:
             tmux_keep=opt.sh_tmux_keep,
             wait_lock=opt.sh_wait_lock,
             live=opt.sh_live,
+            limit_wait_max=opt.sh_limit_wait_max,
+            limit_wait_default=opt.sh_limit_wait_default,
         )
         for name, value in (("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
                             ("--retries", settings.retries)):

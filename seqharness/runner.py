@@ -22,12 +22,14 @@ A pass is therefore never lost and never run twice once step 5 is on disk.
 
 from __future__ import annotations
 
+import datetime as _dt
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqharness.backends import BackendContext
 from seqharness.harness import Harness, SpecRun, safe_filename, stamp
-from seqharness.outcome import FAILED, HALTED, INTERRUPTED, PASSED, Outcome
+from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
 from seqharness.progress import ProgressEntry
 from seqharness.prompt import PromptContext, build_prompt
 from seqharness.session import AttemptResult, run_attempt
@@ -103,26 +105,74 @@ def _next_transcript(sr: SpecRun, unit: Unit, attempt: int) -> Path:
 
 
 def run_unit(h: Harness, sr: SpecRun, unit: Unit) -> UnitResult:
-    """Run *unit* until it passes, halts, is interrupted, or uses its attempts."""
+    """Run *unit* until it passes, halts, is interrupted, or uses its attempts.
+
+    A usage or rate limit (outcome ``limited``) is not a failure: the run
+    waits for the reset (recorded as ``paused_until`` in the state, so a
+    restarted run keeps waiting instead of hammering) and retries the same
+    attempt without spending an iteration or a retry.
+    """
     settings = h.settings
     records: list[AttemptRecord] = []
     previous: str | None = None
-    for number in range(1, settings.retries + 2):
+    number = 1
+    while number <= settings.retries + 1:
         if not h.budget.take():
             h.budget_spent_at = unit.name
             reason = f"iteration budget spent (--max-iterations {settings.max_iterations})"
             if records:
                 reason = f"{records[-1].outcome.reason}; then {reason}"
             return UnitResult(Outcome(FAILED, reason), records)
-        if h.attempts_run > 0:
+        if not wait_out_pause(h, sr) and h.attempts_run > 0:
             h.pause(settings.delay, getattr(h.view, "delay_tick", None))
         h.attempts_run += 1
         record = _attempt(h, sr, unit, number, previous)
         records.append(record)
-        if record.outcome.kind != FAILED:
+        kind = record.outcome.kind
+        if kind == LIMITED:
+            h.budget.used -= 1          # a limit costs no iteration ...
+            halt = schedule_pause(h, sr, record.outcome)
+            if halt is not None:
+                return UnitResult(halt, records)
+            continue                    # ... and no retry: same attempt number
+        if kind != FAILED:
             return UnitResult(record.outcome, records)
         previous = record.outcome.reason
+        number += 1
     return UnitResult(records[-1].outcome, records)
+
+
+def schedule_pause(h: Harness, sr: SpecRun, outcome: Outcome) -> Outcome | None:
+    """Record when to retry after a usage limit; a halt if that is too far away."""
+    now = time.time()
+    resume = outcome.resume_at if outcome.resume_at is not None else now + h.settings.limit_wait_default
+    if resume - now > h.settings.limit_wait_max:
+        when = _dt.datetime.fromtimestamp(resume).astimezone().isoformat(timespec="minutes")
+        return Outcome(HALTED, f"usage limit resets at {when}, beyond --limit-wait-max",
+                       question=f"{outcome.reason}; it resets at {when}, later than --limit-wait-max "
+                                f"({h.settings.limit_wait_max:.0f}s). Run seqharness again after the reset.")
+    sr.state.data["paused_until"] = resume
+    sr.state.save()
+    h.say(f"seqharness: {outcome.reason}; waiting until "
+          f"{_dt.datetime.fromtimestamp(resume).astimezone().isoformat(timespec='seconds')}")
+    return None
+
+
+def wait_out_pause(h: Harness, sr: SpecRun) -> bool:
+    """Sleep until a recorded ``paused_until`` (also one left by an earlier run).
+
+    Returns True if there was a pause to wait for (the ``--delay`` is then
+    not added on top).
+    """
+    until = sr.state.data.get("paused_until")
+    if not isinstance(until, (int, float)):
+        return False
+    left = until - time.time()
+    if left > 0:
+        h.pause(left, getattr(h.view, "delay_tick", None))
+    sr.state.data["paused_until"] = None
+    sr.state.save()
+    return True
 
 
 def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | None) -> AttemptRecord:
