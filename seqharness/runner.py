@@ -23,6 +23,7 @@ A pass is therefore never lost and never run twice once step 5 is on disk.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
 
     # 1-2: record that the unit runs, then mark it in tasks.md.
     head = unit.head
-    sr.state.data["running"] = {"unit": unit.name, "cell": head.cell, "pid": _pid(), "since": now_iso()}
+    sr.state.data["running"] = {"unit": unit.name, "cell": head.cell, "pid": os.getpid(), "since": now_iso()}
     sr.state.save()
     original_cell = head.cell
     _set_cell(h, sr, head, "-")
@@ -232,11 +233,6 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     if outcome.kind == INTERRUPTED:
         raise KeyboardInterrupt
     return AttemptRecord(number, outcome, result, transcript)
-
-
-def _pid() -> int:
-    import os
-    return os.getpid()
 
 
 def _open_window(h: Harness, unit: Unit, transcript: Path) -> str | None:
