@@ -1,0 +1,822 @@
+"""A lossless index over a Kiro ``tasks.md`` and its one-byte status edits.
+
+Design
+======
+The file is the source of truth that people, the Kiro IDE and its agent all
+edit, often at the same time.  So this module never *re-serialises* anything:
+:func:`parse` builds a read-only index over the original bytes (every task
+knows the byte offset of its line and of its status cell), and :func:`set_status`
+changes a task by splicing a single byte at that offset, after checking that
+the line on disk is still the line that was parsed.  Line endings, a BOM,
+trailing whitespace, invalid UTF-8, indentation, bullet style and ``x``/``X``
+case therefore survive every edit untouched.
+
+The grammar is the one in the research notes (rules R1-R10): lines split after
+LF, CRLF or a lone CR; front matter, fenced code, HTML comments, table rows and
+blockquotes are regions where nothing is a task; ATX headings form sections and
+reset nesting; a task is ``- [c] …`` with a one-character cell (longer cells
+only when an id follows); hierarchy comes from indentation first and the id
+prefix second (cc-sdd's flat layout); a task owns the more-indented body lines
+below it, where ``_Key: value_`` annotations live (parsed by
+:mod:`seqharness.annotations`).
+
+The scanner is a single pass over the lines.  The bytes are split with
+``bytes.splitlines(keepends=True)`` (the index and the fingerprints) and
+decoded once, as a whole, for inspection; invalid UTF-8 only ever becomes
+U+FFFD in that decoded copy.  Work per line is kept to substring tests on the
+first significant character (a ``[`` in the line before the task regex, a
+``_`` near the start before the annotation regex), so a regex only runs on
+lines that can matter.  Checkbox lines are matched on their *bytes*, so the
+cell's offset comes straight from the match.  The cost is roughly 3-4 µs per
+task line and 1-2 µs per other line on a slow CPython; see ``parse``.
+
+Hierarchy, bodies and annotations follow rules R6-R8 of the research notes
+(``kiro-grammar.md``); choices beyond them are noted where they are made.
+"""
+
+from __future__ import annotations
+
+import gc
+import operator
+import os
+import re
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import NamedTuple
+
+from seqharness.annotations import (
+    FAST_LINE_RE,
+    Annotation,
+    Wrap,
+    annotate,
+    cached_norm,
+    derive,
+)
+from seqharness.atomic import atomic_write
+
+__all__ = [
+    "STATUS_BY_CELL",
+    "Annotation",
+    "Diagnostic",
+    "StaleTaskError",
+    "Task",
+    "TaskFile",
+    "TaskFileError",
+    "load",
+    "parse",
+    "set_status",
+    "split_lines",
+]
+
+#: One-character cells with a known meaning.  Any other cell is "unknown".
+STATUS_BY_CELL: dict[str, str] = {
+    " ": "todo",
+    "x": "done",
+    "X": "done",
+    "-": "in_progress",
+    "~": "queued",
+    "/": "in_progress",
+}
+
+_BOM = b"\xef\xbb\xbf"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class TaskFileError(Exception):
+    """The tasks file cannot be used: unreadable, binary, or an edit was refused.
+
+    ``str()`` is always one line, ``path:line: message``, so it can go straight
+    into a test report or a log without breaking its layout.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int, message: str) -> None:
+        self.path = os.fspath(path)
+        self.line = line
+        self.message = " ".join(str(message).split())
+        super().__init__(f"{self.path}:{self.line}: {self.message}")
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class StaleTaskError(TaskFileError):
+    """The task's line on disk no longer matches what was parsed (a concurrent edit)."""
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class Diagnostic:
+    """Something the parser noticed but tolerated (never an exception)."""
+
+    line: int
+    code: str
+    message: str
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    """One checkbox line, plus its place in the tree and its own body.
+
+    Equality is identity: two tasks with the same text on different lines are
+    different tasks (duplicates occur in real files).
+    """
+
+    index: int
+    line: int
+    line_start: int
+    line_bytes: bytes = field(repr=False)
+    cell_start: int = field(repr=False)
+    cell_end: int = field(repr=False)
+    cell: str
+    status: str
+    optional: bool
+    id: str | None
+    raw_id: str | None = field(repr=False)
+    title: str
+    indent: int = field(repr=False)
+    depth: int = field(repr=False)
+    parent: Task | None = field(default=None, repr=False)
+    children: list[Task] = field(default_factory=list, repr=False)
+    parent_by_id: bool = field(default=False, repr=False)
+    details: list[str] = field(default_factory=list, repr=False)
+    annotations: list[Annotation] = field(default_factory=list, repr=False)
+    requirements: list[str] = field(default_factory=list, repr=False)
+    depends: list[str] = field(default_factory=list, repr=False)
+    section: tuple[str, ...] = field(default=(), repr=False)
+    in_summary_section: bool = field(default=False, repr=False)
+
+    @property
+    def done(self) -> bool:
+        """True only for ``[x]``/``[X]``; unknown cells count as not done (R9)."""
+        return self.status == "done"
+
+    def descendants(self) -> list[Task]:
+        """All tasks below this one, depth-first in file order."""
+        out: list[Task] = []
+        todo = list(reversed(self.children))
+        while todo:
+            t = todo.pop()
+            out.append(t)
+            todo.extend(reversed(t.children))
+        return out
+
+
+@dataclass
+class TaskFile:
+    """The parsed index.  ``data`` is the original bytes and is never rebuilt."""
+
+    path: str
+    data: bytes = field(repr=False)
+    tasks: list[Task] = field(repr=False)
+    diagnostics: list[Diagnostic] = field(repr=False)
+    newline: bytes = b"\n"
+    _by_id: dict[str, list[Task]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def by_id(self, id: str) -> list[Task]:
+        """Every task whose normalised id is *id* (ids are not unique in real files)."""
+        if self._by_id is None:
+            index: dict[str, list[Task]] = {}
+            for t in self.tasks:
+                if t.id is not None:
+                    index.setdefault(t.id, []).append(t)
+            self._by_id = index
+        return list(self._by_id.get(id, ()))
+
+    def roots(self) -> list[Task]:
+        """Tasks with no parent, in file order."""
+        return [t for t in self.tasks if t.parent is None]
+
+    def lines(self) -> list[bytes]:
+        """The file split into lines, terminators kept; ``b"".join`` gives ``data`` back."""
+        return split_lines(self.data)
+
+
+# --------------------------------------------------------------------------- regexes
+
+_HEADING_RE = re.compile(r"(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_HEADING_CLOSE_RE = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
+_CHECKBOX_ANY_RE = re.compile(r"\[[ xX~/\-]\]")
+_BARE_CHECKBOX_RE = re.compile(r"\[[^\]]{1,8}\](?:[ \t]|$)")
+_HEADING_CHECKBOX_RE = re.compile(r"^(?:[-*+][ \t]+)?\[[^\]]{1,8}\]")
+_HEADING_NUMBER_RE = re.compile(r"^(?:\*\*)?(?:Task[ \t]+)?\d+(?:\.\d+)*[.:)]?(?:\*\*)?(?:[ \t]|$)")
+
+_BAD_ID_RE = re.compile(r"(?:\*\*)?\d+(?:\.\d+)*[a-z]+[.:)](?=[ \t]|$)")
+
+_SUMMARY_RE = re.compile(
+    r"^[\W\d_]*(?:(?:implementation|overall|final|project|general|additional|important)\s+)?"
+    r"(?:notes?|summary|success\s+criteria|success\s+metrics|definition\s+of\s+done|"
+    r"acceptance\s+criteria|completion\s+criteria|exit\s+criteria|"
+    r"完了条件|完了基準|注意事項|備考|备注|注意|验收标准|完成标准|总结|まとめ)(?!\w)",
+    re.IGNORECASE,
+)
+_WAVE_HEADING_RE = re.compile(r"task\s+dependency\s+graph", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Split after LF, CRLF or lone CR, keeping each terminator with its line (R1.2).
+
+    ``bytes.splitlines`` splits on exactly these three (unlike ``str.splitlines``),
+    so ``b"".join(split_lines(d)) == d`` for every input.
+    """
+    return data.splitlines(keepends=True)
+
+
+def _dominant_newline(data: bytes) -> bytes:
+    """The most frequent terminator (CRLF wins ties); ``b"\\n"`` for a file without one."""
+    crlf = data.count(b"\r\n")
+    lf = data.count(b"\n") - crlf
+    cr = data.count(b"\r") - crlf
+    if crlf == lf == cr == 0:
+        return b"\n"
+    if crlf >= lf and crlf >= cr:
+        return b"\r\n"
+    return b"\n" if lf >= cr else b"\r"
+
+
+def _line_of_offset(data: bytes, offset: int) -> int:
+    """1-based line number of the byte at *offset* (same splitting as the parser)."""
+    head = split_lines(data[:offset])
+    if not head or head[-1][-1:] in (b"\n", b"\r"):
+        # The byte right after a lone CR may be LF (one CRLF terminator) — the
+        # offset is then still on the previous line.
+        if head and head[-1][-1:] == b"\r" and data[offset : offset + 1] == b"\n":
+            return len(head)
+        return len(head) + 1
+    return len(head)
+
+
+def _one_char(cell: str) -> bool:
+    """One code point, optionally followed by the emoji variation selector U+FE0F."""
+    n = len(cell)
+    return n == 1 or (n == 2 and cell[1] == "\ufe0f")
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- parser
+
+# A checkbox line (R4), its id token (R5) and its title, in one match.  It runs
+# on the decoded line, but everything up to the cell is ASCII (indent, marker,
+# gap, "["), so the cell's character offset is also its byte offset; re.ASCII
+# keeps \d from matching non-ASCII digits.  A bare integer only counts as an id
+# with a terminator ("1." yes, "20 unit tests" no), inside bold ("**8**"), or
+# after a word prefix ("Task 3").
+_TASK_RE = re.compile(
+    r"([ \t]*)([-*+]|\d{1,9}[.)])[ \t]+\[([^\]]{0,40})\]"  # 1 indent, 2 marker, 3 cell
+    r"(\*|\\\*)?(?=[ \t]|$)[ \t]*"  # 4 optional marker right after the box
+    r"(?:((\*\*)?(?:(Task|TASK|Step|STEP)[ \t]+)?"  # 5 token, 6 bold, 7 word prefix
+    r"(\d+(?:\.\d+)+|[A-Z]\d+(?:\.\d+)*|\d+(?=\*?[.:)])|(?(6)\d+(?=\*\*)|(?!))|(?(7)\d+|(?!)))"  # 8
+    r"(\*(?!\*))?([.:)])?(\*\*)?(:)?)(?=[ \t]|$))?"  # 9 star, 10 terminator, 11 bold, 12 colon
+    r"[ \t]*(.*)",  # 13 title
+    re.ASCII,
+)
+_CELL_FAST: dict[str, tuple[str, str]] = {k: (k, v) for k, v in STATUS_BY_CELL.items()}
+_SPECIAL_FIRST = "#`~-*+0123456789|>[<"
+_TASK_FIRST = "-*+0123456789"
+_NL_SPLIT = re.compile(r"\r\n|\r|\n").split
+
+
+def _odd_cell(
+    g: tuple[str | None, ...], lineno: int, diags: list[Diagnostic]
+) -> tuple[str, str] | None:
+    """R4.4 for cells that are not one known ASCII character; None when it is not a task.
+
+    One character (an emoji may carry U+FE0F) is a task with an unknown status.
+    A longer cell (``[搁置：]``) is a task only when an id follows; otherwise it
+    is a word in brackets (``[Vite]…``, ``[US#] label``) or an empty ``[]``.
+    """
+    cell = g[2]
+    if not cell:
+        return None
+    if not _one_char(cell) and (
+        len(cell) > 8 or g[3] is not None or g[4] is None or any(ch.isspace() for ch in cell)
+    ):
+        return None
+    diags.append(
+        Diagnostic(lineno, "unknown_status", f"unknown status cell [{cell}]; treated as not done")
+    )
+    return cell, "unknown"
+
+
+def _unclosed(diags: list[Diagnostic], wrap: Wrap) -> None:
+    ann = wrap.ann
+    diags.append(
+        Diagnostic(
+            ann.line,
+            "wrapped_annotation_unclosed",
+            f"annotation '_{ann.key}:' has no closing '_' in the task body; first line kept",
+        )
+    )
+
+
+def _heading_diag(lineno: int, text: str, diags: list[Diagnostic]) -> None:
+    if _HEADING_CHECKBOX_RE.match(text):
+        diags.append(
+            Diagnostic(
+                lineno,
+                "checkbox_in_heading",
+                f"heading holds a checkbox, not a task: {text[:60]!r}",
+            )
+        )
+    elif _HEADING_NUMBER_RE.match(text):
+        diags.append(
+            Diagnostic(
+                lineno,
+                "heading_task_number",
+                f"heading carries a task number, not a task: {text[:60]!r}",
+            )
+        )
+
+
+def _front_matter_end(tlines: list[str]) -> int:
+    """R2.1: number of front-matter lines if line 1 is ``---`` and a closer follows, else 0.
+
+    An opening ``---`` that is never closed is a thematic break, not front
+    matter; treating it as front matter would hide every task in the file.
+    """
+    if not tlines or tlines[0] != "---":
+        return 0
+    for i in range(1, len(tlines)):
+        if tlines[i] in ("---", "..."):
+            return i + 1
+    return 0
+
+
+def _text_lines(data: bytes, bom: int) -> list[str]:
+    """The decoded lines without terminators, aligned with :func:`split_lines`.
+
+    Decoding once and splitting in C is much cheaper than decoding line by line.
+    A replacement character never swallows a CR or LF (they are ASCII), so the
+    line boundaries are the same as in the bytes.
+    """
+    text = data.decode("utf-8", "replace")
+    if bom:
+        text = text[1:]
+    return _NL_SPLIT(text) if "\r" in text else text.split("\n")
+
+
+class _Scan(NamedTuple):
+    """What the line scan hands to :func:`seqharness.annotations.derive`."""
+
+    tasks: list[Task]
+    diags: list[Diagnostic]
+    prose: dict[int, list[str]]  # task index -> ids from "depends on …" prose
+    waves: list[tuple[int, str]]  # (line, JSON text) of wave-graph fences
+
+
+def _width(indent: str) -> int:
+    """Indentation width (R1.4): a space counts 1, a tab advances to the next multiple of 4.
+
+    Only used to compare lines; the original characters are never rewritten.
+    """
+    w = 0
+    for ch in indent:
+        w = (w // 4 + 1) * 4 if ch == "\t" else w + 1
+    return w
+
+
+def _scan(data: bytes) -> _Scan:
+    """The single pass over the lines (R1-R8).
+
+    Written as one loop over local variables, with cheap tests on the first
+    significant character deciding which lines deserve a regex, because this is
+    the hot path: a 10,000-task file is ~30,000 lines.  The text is decoded
+    once; byte offsets come from the byte lines, looked up only for tasks.
+    """
+    tasks: list[Task] = []
+    diags: list[Diagnostic] = []
+    first_ids: dict[str, Task] = {}
+    prose: dict[int, list[str]] = {}
+    waves: list[tuple[int, str]] = []
+    lines = split_lines(data)
+    if not lines:
+        return _Scan(tasks, diags, prose, waves)
+    bom = 3 if data.startswith(_BOM) else 0
+    tlines = _text_lines(data, bom)
+    del tlines[len(lines) :]  # "a\n".split("\n") has a trailing ""
+    offsets = list(accumulate(map(len, lines), operator.add, initial=0))
+    skip = _front_matter_end(tlines)
+    # sections (R3)
+    headings: list[tuple[int, str]] = []
+    section: tuple[str, ...] = ()
+    in_summary = in_wave = False
+    # nesting (R6): open tasks, indentation strictly increasing
+    st: list[Task] = []
+    section_ids: dict[str, Task] = {}
+    # bodies (R7)
+    last_owner: Task | None = None
+    pending: list[str] = []
+    wrap: Wrap | None = None
+    # regions (R2): 0 none, 1 fence, 2 HTML comment
+    region = fence_len = region_start = 0
+    fence_ch = ""
+    region_owner: Task | None = None
+    capture: list[str] | None = None
+    task_match = _TASK_RE.match
+    cell_fast = _CELL_FAST
+    special = _SPECIAL_FIRST
+    task_first = _TASK_FIRST
+    ann_fast = FAST_LINE_RE.match
+    for lineno, t in enumerate(tlines[skip:] if skip else tlines, skip + 1):
+        if region:
+            if region == 1:
+                if fence_ch in t:
+                    s = t.strip(" \t")
+                    if len(s) >= fence_len and s.count(fence_ch) == len(s):
+                        region = 0
+                        if capture is not None:
+                            waves.append((region_start, "\n".join(capture)))
+                            capture = None
+                if region and capture is not None:
+                    capture.append(t)
+            elif "-->" in t:
+                region = 0
+            if region_owner is not None:
+                region_owner.details.append(t)
+            continue
+        s = t.lstrip(" \t")
+        if not s:
+            if last_owner is not None:
+                pending.append(t)
+            continue
+        c = s[0]
+        if c in special:
+            if c in task_first:
+                # ---- task line (R4-R6)
+                if "[" in s:
+                    m = task_match(t)
+                    if m is not None:
+                        g = m.groups()
+                        cs = cell_fast.get(g[2]) or _odd_cell(g, lineno, diags)
+                        if cs is not None:
+                            title = g[12].strip()
+                            optional = g[3] is not None
+                            if g[4] is not None:
+                                tid: str | None = g[7]
+                                raw_id: str | None = g[4]
+                                if g[8] is not None:
+                                    optional = True
+                            else:
+                                tid = raw_id = None
+                                if title[:1] in "*0123456789" and title and _BAD_ID_RE.match(title):
+                                    diags.append(
+                                        Diagnostic(
+                                            lineno,
+                                            "malformed_id",
+                                            f"title starts like an id but is not one: {title[:20]!r}",
+                                        )
+                                    )
+                            if g[1] != "-":
+                                code = (
+                                    "ordered_list_checkbox"
+                                    if g[1][:1].isdigit()
+                                    else "star_or_plus_bullet"
+                                )
+                                diags.append(
+                                    Diagnostic(
+                                        lineno,
+                                        code,
+                                        f"checkbox on a {g[1]!r} list item accepted as a task",
+                                    )
+                                )
+                            w = _width(g[0]) if "\t" in g[0] else len(g[0])
+                            raw = lines[lineno - 1]
+                            line_start = offsets[lineno - 1]
+                            # The text before the cell is ASCII: char offset == byte offset.
+                            cell_start = line_start + m.start(3) + (bom if lineno == 1 else 0)
+                            if len(cs[0]) == 1 and cs[1] != "unknown":
+                                cell_end = cell_start + 1
+                            else:  # measure in the bytes: an invalid byte decodes to 3
+                                cell_end = line_start + raw.index(b"]", cell_start - line_start)
+                            if wrap is not None:
+                                _unclosed(diags, wrap)
+                                wrap = None
+                            while st and st[-1].indent >= w:
+                                st.pop()
+                            parent = st[-1] if st else None
+                            by_id = False
+                            if tid is not None and "." in tid:
+                                by_prefix = section_ids.get(tid.rpartition(".")[0])
+                                if by_prefix is not None and by_prefix is not parent:
+                                    if parent is None:
+                                        parent = by_prefix
+                                        by_id = True
+                                    else:
+                                        diags.append(Diagnostic(lineno, "indent_id_conflict",
+                                            f"task {tid} is indented under line {parent.line} but its "
+                                            f"id points to line {by_prefix.line}; indentation wins"))  # fmt: skip
+                            task = Task(
+                                len(tasks), lineno, line_start, raw, cell_start, cell_end,
+                                cs[0], cs[1], optional, tid, raw_id, title, w,
+                                0 if parent is None else parent.depth + 1, parent, [], by_id, [], [], [], [],
+                                section, in_summary,
+                            )  # fmt: skip
+                            if tid is not None:
+                                section_ids[tid] = task
+                                first = first_ids.setdefault(tid, task)
+                                if first is not task:
+                                    diags.append(
+                                        Diagnostic(
+                                            lineno,
+                                            "duplicate_id",
+                                            f"task id {tid} also on line {first.line}; both kept",
+                                        )
+                                    )
+                            if parent is not None:
+                                parent.children.append(task)
+                            st.append(task)
+                            tasks.append(task)
+                            if pending:
+                                pending.clear()
+                            last_owner = task
+                            if "<!--" in s and "-->" not in s[s.rfind("<!--") :]:
+                                region, region_start, region_owner = 2, lineno, task
+                            if "_" in title or "**" in title or "epend" in title:
+                                annotate(task, title, lineno, w, False, prose)
+                            continue
+            elif c == "`" or c == "~":
+                # ---- fence opening (R2.2)
+                if s[:3] in ("```", "~~~"):
+                    n = len(s) - len(s.lstrip(c))
+                    if not (c == "`" and "`" in s[n:]):
+                        ind = len(t) - len(s)
+                        width = _width(t[:ind]) if "\t" in t[:ind] else ind
+                        region, fence_ch, fence_len, region_start = 1, c, n, lineno
+                        if wrap is not None:
+                            _unclosed(diags, wrap)
+                            wrap = None
+                        while st and st[-1].indent >= width:
+                            st.pop()
+                        region_owner = last_owner = st[-1] if st else None
+                        if region_owner is not None:
+                            region_owner.details.extend(pending)
+                            region_owner.details.append(t)
+                        pending.clear()
+                        if in_wave and s[n:].strip()[:4].lower() == "json":
+                            capture = []
+                        continue
+            elif c == "#":
+                # ---- heading (R3)
+                hm = _HEADING_RE.match(s) if len(t) - len(s) <= 3 and "\t" not in t[:4] else None
+                if hm is not None:
+                    level = len(hm.group(1))
+                    text = hm.group(2) or ""
+                    if "#" in text:
+                        text = _HEADING_CLOSE_RE.sub("", text)
+                    text = text.strip()
+                    while headings and headings[-1][0] >= level:
+                        headings.pop()
+                    headings.append((level, text))
+                    section = tuple(h for _, h in headings)
+                    in_summary = any(_SUMMARY_RE.match(h) for h in section)
+                    in_wave = any(_WAVE_HEADING_RE.search(h) for h in section)
+                    st.clear()
+                    section_ids.clear()
+                    pending.clear()
+                    last_owner = None
+                    if wrap is not None:
+                        _unclosed(diags, wrap)
+                        wrap = None
+                    if "[" in text or text[:1] in "*T0123456789":
+                        _heading_diag(lineno, text, diags)
+                    if "<!--" in s and "-->" not in s[s.rfind("<!--") :]:
+                        region, region_start, region_owner = 2, lineno, None
+                    continue
+            elif c == "|" or c == ">":  # table row, blockquote: never a task (R2.4, R2.5)
+                if "[" in s and _CHECKBOX_ANY_RE.search(s):
+                    code = "checkbox_in_table" if c == "|" else "checkbox_in_blockquote"
+                    diags.append(Diagnostic(lineno, code, "checkbox here is not a task"))
+            elif c == "[" and _BARE_CHECKBOX_RE.match(s):
+                # "[x] **T1.1** …": GFM renders no checkbox without a list marker
+                diags.append(
+                    Diagnostic(
+                        lineno, "bare_checkbox", "checkbox without a list marker is not a task"
+                    )
+                )
+        # ---- body text (R7): owned by the innermost open task indented less
+        ind = len(t) - len(s)
+        if ind:
+            width = ind if "\t" not in t else _width(t[:ind])
+        else:
+            width = 0
+        if st:
+            owner: Task | None = st[-1]
+            if owner.indent >= width:  # type: ignore[union-attr]
+                st.pop()
+                while st and st[-1].indent >= width:
+                    st.pop()
+                owner = st[-1] if st else None
+        else:
+            owner = None
+        if "<!--" in s:
+            # HTML comment (R2.3): a line starting one is not read for annotations;
+            # one left open turns the following lines into a region.
+            if "-->" not in s[s.rfind("<!--") :]:
+                region, region_start, region_owner = 2, lineno, owner
+            if s.startswith("<!--"):
+                if wrap is not None:
+                    _unclosed(diags, wrap)
+                    wrap = None
+                if owner is not None:
+                    owner.details.extend(pending)
+                    owner.details.append(t)
+                pending.clear()
+                last_owner = owner
+                continue
+        if owner is None:
+            if wrap is not None:
+                _unclosed(diags, wrap)
+                wrap = None
+            if pending:
+                pending.clear()
+            last_owner = None
+            continue
+        if pending:
+            if owner is last_owner:
+                owner.details.extend(pending)
+            pending.clear()
+        owner.details.append(t)
+        last_owner = owner
+        if wrap is not None:
+            if wrap.task is owner and width > wrap.width:
+                piece = s.rstrip()
+                if piece.endswith("_"):
+                    wrap.parts.append(piece[:-1].strip())
+                    wrap.ann.value = " ".join(p for p in wrap.parts if p)
+                    wrap = None
+                else:
+                    wrap.parts.append(piece)
+                continue
+            _unclosed(diags, wrap)
+            wrap = None
+        if "_" in s:
+            m = ann_fast(s) if "_" in s[:6] else None
+            if m is not None:  # the common "- _Requirements: 1.1, 2.3_" shape
+                key, value = m.groups()
+                norm = cached_norm(key)
+                owner.annotations.append(Annotation(key, norm, value, lineno))
+            else:
+                wrap = annotate(owner, s, lineno, width, True, prose)
+        elif "**" in s or "epend" in s:
+            wrap = annotate(owner, s, lineno, width, True, prose)
+    if wrap is not None:
+        _unclosed(diags, wrap)
+    if region == 1:
+        diags.append(
+            Diagnostic(
+                region_start, "unclosed_fence", "code fence never closed; it runs to the end"
+            )
+        )
+    elif region == 2:
+        diags.append(
+            Diagnostic(
+                region_start, "unclosed_comment", "HTML comment never closed; it runs to the end"
+            )
+        )
+    return _Scan(tasks, diags, prose, waves)
+
+
+def parse(data: bytes, path: str = "tasks.md") -> TaskFile:
+    """Index *data* (the bytes of a tasks.md).  Never raises on text input.
+
+    The only error is a NUL byte: such data is a binary file, and guessing at
+    it would risk an edit that corrupts it.  Invalid UTF-8, a BOM, any mix of
+    line endings, an empty file or a file without tasks all parse (the last two
+    to ``tasks == []``; whether that is an error is the caller's call).
+
+    *path* is only a label for diagnostics and errors.  Time is linear in the
+    size of the file (see the module docstring for the per-line cost).
+    """
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise TaskFileError(path, _line_of_offset(data, nul), "binary file, not a tasks list")
+    gc_was_enabled = gc.isenabled()
+    # The index is thousands of small linked objects and no garbage: running the
+    # cycle collector over them while they are built costs ~10 % for nothing.
+    gc.disable()
+    try:
+        sc = _scan(data)
+        derive(
+            sc.tasks,
+            sc.prose,
+            sc.waves,
+            lambda ln, code, msg: sc.diags.append(Diagnostic(ln, code, msg)),
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return TaskFile(
+        path=path, data=data, tasks=sc.tasks, diagnostics=sc.diags, newline=_dominant_newline(data)
+    )
+
+
+def load(path: str | os.PathLike[str]) -> TaskFile:
+    """Read and parse a file; an OSError becomes a one-line TaskFileError."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise TaskFileError(p, 0, f"cannot read: {exc.strerror or exc}") from exc
+    return parse(data, p)
+
+
+# --------------------------------------------------------------------------- editing
+
+
+def _is_line_at(data: bytes, start: int, fp: bytes) -> bool:
+    """True if the whole line starting at *start* is exactly *fp*.
+
+    A prefix match is not enough: ``- [ ] 1. foo`` must not match the first
+    part of ``- [ ] 1. foobar``.  A fingerprint taken from a final line with no
+    terminator still matches if a newline was appended since.
+    """
+    end = start + len(fp)
+    if data[start:end] != fp:
+        return False
+    if start and data[start - 1 : start] not in (b"\n", b"\r"):
+        return False
+    last = fp[-1:]
+    nxt = data[end : end + 1]
+    if last == b"\n":
+        return True
+    if last == b"\r":
+        return nxt != b"\n"
+    return nxt in (b"", b"\n", b"\r")
+
+
+def _locate(data: bytes, task: Task, path: str) -> int:
+    """Offset of the task's line in *data*: where it was, or its unique new place (R10.3).
+
+    Another writer may have inserted or removed lines above the task, which
+    moves it without changing it; the line is then accepted at its new offset,
+    but only when exactly one line in the file is identical to the fingerprint.
+    """
+    fp = task.line_bytes
+    if _is_line_at(data, task.line_start, fp):
+        return task.line_start
+    bare = fp.rstrip(b"\r\n")
+    loose = bare == fp  # fingerprint had no terminator (it was the last line)
+    hits: list[int] = []
+    pos = 0
+    for ln in split_lines(data):
+        if ln == fp or (loose and ln.rstrip(b"\r\n") == bare):
+            hits.append(pos)
+            if len(hits) > 1:
+                break
+        pos += len(ln)
+    if len(hits) == 1:
+        return hits[0]
+    how = "no longer in the file" if not hits else "now appears more than once"
+    raise StaleTaskError(
+        path,
+        task.line,
+        f"task line changed on disk since it was read ({how}): {_decode(fp).strip()[:80]!r}",
+    )
+
+
+def set_status(path: str | os.PathLike[str], task: Task, cell: str) -> bytes:
+    """Write *cell* into *task*'s status box on disk; return the new file bytes.
+
+    The file is re-read, the task's line is checked against the fingerprint
+    taken at parse time (the IDE or the agent may have edited the file since),
+    and exactly one byte is replaced.  Nothing is written when the cell already
+    holds *cell*.  A cell that is not one ASCII byte (``[⏭️]``) is refused,
+    because replacing it would change the line's length.
+    """
+    p = os.fspath(path)
+    if len(cell) != 1 or cell not in STATUS_BY_CELL:
+        raise ValueError(f"status cell must be one of {sorted(STATUS_BY_CELL)!r}, not {cell!r}")
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise TaskFileError(p, task.line, f"cannot read: {exc.strerror or exc}") from exc
+    start = _locate(data, task, p)
+    rel = task.cell_start - task.line_start
+    width = task.cell_end - task.cell_start
+    old = data[start + rel : start + rel + width]
+    lineno = task.line if start == task.line_start else _line_of_offset(data, start)
+    if width != 1 or old[0] >= 0x80:
+        raise TaskFileError(
+            p,
+            lineno,
+            f"status cell [{_decode(old)}] is not one ASCII character; refusing to rewrite it",
+        )
+    new_b = cell.encode("ascii")
+    if old == new_b:
+        return data
+    out = data[: start + rel] + new_b + data[start + rel + 1 :]
+    atomic_write(p, out)
+    return out
