@@ -11,7 +11,13 @@ For every ``*.tasks.md`` in the corpus folder:
   and re-parsing must give the same number of tasks on the same lines;
 * the task count is compared with ``n_checkbox_lines`` in ``MANIFEST.tsv``
   (a plain regex count); differences are not failures but are listed with the
-  reason the grammar gives for them.
+  reason the grammar gives for them;
+* the file's dispatch units must build at both granularities (no dependency
+  cycle or unknown id error on real files).
+
+Then the real ``seqharness`` command runs a spec with every outcome (pass,
+fail, dependency skip, optional skip, halt) and its JUnit XML must validate
+against ``../shared/junit/pytest-junit-10.xsd``.
 
 Usage: ``python scripts/conformance.py [--corpus DIR]``.  Exit status 0 when
 every check passes (or the corpus folder is absent), 1 otherwise.
@@ -163,13 +169,76 @@ def check_file(path: Path, manifest: dict[str, int]) -> FileResult:
     return res
 
 
-def validate_junit(xml_path: Path, xsd_path: Path) -> list[str]:
-    """Validate a JUnit XML report against an XSD (not implemented yet).
+def check_units(path: Path) -> list[str]:
+    """Dispatch units build at both granularities (no cycle / unknown-id error)."""
+    from seqharness.errors import SpecError
+    from seqharness.units import build_units
 
-    Placeholder for a later change that checks seqharness's JUnit output against
-    ``../shared/junit/pytest-junit-10.xsd``; returns a list of problems.
-    """
-    raise NotImplementedError("JUnit validation is not part of the corpus conformance run yet")
+    tf = parse(path.read_bytes(), path.name)
+    problems = []
+    for granularity in ("parent", "leaf"):
+        try:
+            build_units(tf, granularity)
+        except SpecError as exc:
+            problems.append(f"units ({granularity}): {exc}")
+    return problems
+
+
+JUNIT_SPEC = """# Implementation Plan
+
+- [ ] 1. Passes
+- [ ] 2. Fails with noisy output
+  - fake-agent: fail
+- [ ] 3. Depends on the failure
+  - _Depends: 2_
+- [ ]* 4. Optional
+- [ ] 5. Halts
+  - fake-agent: halt
+- [ ] 6. Never reached
+"""
+
+
+def validate_junit(xml_path: Path, xsd_path: Path) -> list[str]:
+    """Problems found validating *xml_path* against *xsd_path* (empty if valid)."""
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(str(xsd_path))
+    return [str(err).splitlines()[0] for err in schema.iter_errors(str(xml_path))]
+
+
+def check_junit(xsd_path: Path) -> list[str]:
+    """Run the real ``seqharness`` on a spec with every outcome and validate its
+    JUnit XML (default xunit2 and xunit1) against the shared schema."""
+    import os
+    import subprocess
+    import tempfile
+
+    problems: list[str] = []
+    fake = REPO / "fixtures" / "fake_agent.py"
+    for family in ("xunit2", "xunit1"):
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = Path(tmp) / ".kiro" / "specs" / "conformance"
+            spec.mkdir(parents=True)
+            (spec / "tasks.md").write_text(JUNIT_SPEC)
+            report = Path(tmp) / "report.xml"
+            env = {**os.environ, "CODEAGENT_NO_TMUX": "1"}
+            proc = subprocess.run(
+                [sys.executable, "-m", "seqharness", str(spec), "--maxfail", "5",
+                 "--backend", f"cmd:{sys.executable} {fake} --prompt-file {{prompt_file}}",
+                 "--junitxml", str(report), "-o", f"junit_family={family}"],
+                cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+            if proc.returncode != 2:
+                problems.append(f"junit run ({family}): exit {proc.returncode}, expected 2 (halted)")
+            if not report.exists():
+                problems.append(f"junit run ({family}): no report written")
+                continue
+            if family == "xunit2":
+                problems.extend(f"junit ({family}): {e}" for e in validate_junit(report, xsd_path))
+            text = report.read_text()
+            for needle in ("<failure", "<skipped", "HALT: task 5"):
+                if needle not in text:
+                    problems.append(f"junit run ({family}): {needle!r} missing from the report")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(corpus.glob("*.tasks.md"))
     manifest = manifest_counts(corpus)
     results = [check_file(p, manifest) for p in files]
+    for path, result in zip(files, results):
+        result.failures.extend(check_units(path))
 
     diffs = [r for r in results if r.manifest is not None and r.manifest != r.tasks]
     if diffs:
@@ -209,7 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         f"manifest checkbox lines: {sum(r.manifest or 0 for r in results)}  "
         f"flips: {sum(r.flips for r in results)}  count differences: {len(diffs)}  failures: {n_fail}"
     )
-    return 1 if n_fail else 0
+    xsd = corpus.parent.parent / "junit" / "pytest-junit-10.xsd"
+    junit_problems = check_junit(xsd) if xsd.exists() else []
+    for problem in junit_problems:
+        print(f"FAIL {problem}")
+    print(f"junit: {'valid against ' + xsd.name if not junit_problems else 'INVALID'}"
+          if xsd.exists() else "junit: schema not found, not checked")
+    return 1 if n_fail or junit_problems else 0
 
 
 if __name__ == "__main__":

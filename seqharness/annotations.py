@@ -418,8 +418,7 @@ def apply_waves(by_id: dict[str, list[Task]], line: int, text: str, report: Repo
     for prev, cur in pairwise(ids_per_wave):
         for tid in cur:
             for t in by_id.get(tid, ()):
-                t.depends.extend(prev)
-                touched.append(t)
+                t.wave_depends.extend(p for p in prev if p != t.id and p not in t.wave_depends)
     return touched
 
 

@@ -14,9 +14,14 @@ its title (``update-pom-xml``); a name used twice gets ``[2]``, ``[3]`` ...
 in file order.  Names depend only on the task's own id or title, so they stay
 stable when unrelated lines are edited.
 
-Units are ordered by dependencies (``_Depends: 1.2_``, ``depends on: 1``, the
-wave graph), otherwise by file order; a cycle or a dependency on an unknown id
-is a :class:`SpecError` naming the line.
+Units are ordered by dependencies, otherwise by file order.  Explicit ones
+(``_Depends: 1.2_``, ``depends on: 1``) are the author's: a unit whose
+dependency did not complete is skipped, and a cycle or an unknown id is a
+:class:`SpecError` naming the line.  The Kiro IDE's ``Task Dependency Graph``
+waves are generated hints: they only order units, ids they name that do not
+exist are ignored, and if they contradict each other at this granularity
+(wave 4 holds 4.1 and 5.1, wave 5 holds 4.2 and 5.2: units 4 and 5 each wait
+for the other) they are dropped in favour of file order.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class Unit:
     name: str
     head: Task
     tasks: list[Task]                 # head first, then descendants in file order
-    depends_on: list["Unit"] = field(default_factory=list)
+    depends_on: list["Unit"] = field(default_factory=list)   # explicit: skip if unmet
+    after: list["Unit"] = field(default_factory=list)        # wave graph: ordering only
 
     @property
     def title(self) -> str:
@@ -118,8 +124,22 @@ def _link_dependencies(tf: TaskFile, units: list[Unit]) -> None:
     for task in tf.tasks:
         if task.id:
             by_id.setdefault(task.id, []).append(task)
+
+    def units_for(target: Task, unit: Unit) -> list[Unit]:
+        dep_unit = owner.get(id(target))
+        if dep_unit is not None:
+            return [] if dep_unit is unit else [dep_unit]
+        # A summary checklist item, or a parent in leaf mode: every unit below it.
+        found = []
+        for sub in target.descendants():
+            sub_unit = owner.get(id(sub))
+            if sub_unit is not None and sub_unit is not unit and sub_unit not in found:
+                found.append(sub_unit)
+        return found
+
     for unit in units:
         deps: list[Unit] = []
+        after: list[Unit] = []
         for task in unit.tasks:
             for dep_id in task.depends:
                 targets = by_id.get(dep_id)
@@ -127,27 +147,45 @@ def _link_dependencies(tf: TaskFile, units: list[Unit]) -> None:
                     raise SpecError(tf.path, task.line,
                                     f"task {task.id or unit.name} depends on unknown task {dep_id!r}")
                 for target in targets:
-                    dep_unit = owner.get(id(target))
-                    if dep_unit is None:
-                        # Depending on a summary checklist item or on a parent in
-                        # leaf mode: depend on every unit below that task.
-                        for sub in target.descendants():
-                            sub_unit = owner.get(id(sub))
-                            if sub_unit is not None and sub_unit is not unit and sub_unit not in deps:
-                                deps.append(sub_unit)
-                        continue
-                    if dep_unit is not unit and dep_unit not in deps:
-                        deps.append(dep_unit)
+                    deps.extend(u for u in units_for(target, unit) if u not in deps)
+            for dep_id in task.wave_depends:
+                for target in by_id.get(dep_id, ()):
+                    after.extend(u for u in units_for(target, unit) if u not in after and u not in deps)
         unit.depends_on = deps
+        unit.after = after
 
 
 def _order(tf: TaskFile, units: list[Unit]) -> list[Unit]:
-    """Stable topological order: file order, except a unit waits for its deps."""
+    """Stable topological order: file order, except a unit waits for its deps.
+
+    Wave-graph hints are honoured when they are consistent with the explicit
+    dependencies; otherwise they are dropped (see the module docstring).
+    """
+    if any(u.after for u in units):
+        ordered = _topological(units, lambda u: [*u.depends_on, *u.after])
+        if ordered is not None:
+            return ordered
+    ordered = _topological(units, lambda u: u.depends_on)
+    if ordered is not None:
+        return ordered
     position = {id(u): i for i, u in enumerate(units)}
-    indegree = {id(u): len(u.depends_on) for u in units}
+    done = {id(u) for u in _topological(units, lambda u: u.depends_on, partial=True) or []}
+    stuck = [u for u in units if id(u) not in done]
+    first = min(stuck, key=lambda u: position[id(u)])
+    stuck_ids = {id(u) for u in stuck}
+    cycle = " -> ".join(u.name for u in _find_cycle(first, stuck_ids))
+    raise SpecError(tf.path, first.head.line, f"dependency cycle: {cycle}")
+
+
+def _topological(units: list[Unit], edges, partial: bool = False) -> list[Unit] | None:
+    """Kahn's algorithm with file position as priority; None on a cycle
+    (or, with *partial*, the units that could be ordered)."""
+    position = {id(u): i for i, u in enumerate(units)}
+    indegree = {id(u): 0 for u in units}
     dependents: dict[int, list[Unit]] = {id(u): [] for u in units}
     for unit in units:
-        for dep in unit.depends_on:
+        for dep in edges(unit):
+            indegree[id(unit)] += 1
             dependents[id(dep)].append(unit)
     ready = [(position[id(u)], u) for u in units if indegree[id(u)] == 0]
     heapq.heapify(ready)
@@ -159,12 +197,8 @@ def _order(tf: TaskFile, units: list[Unit]) -> list[Unit]:
             indegree[id(nxt)] -= 1
             if indegree[id(nxt)] == 0:
                 heapq.heappush(ready, (position[id(nxt)], nxt))
-    if len(ordered) != len(units):
-        stuck = [u for u in units if indegree[id(u)] > 0]
-        first = min(stuck, key=lambda u: u.head.line)
-        stuck_ids = {id(u) for u in stuck}
-        cycle = " -> ".join(u.name for u in _find_cycle(first, stuck_ids))
-        raise SpecError(tf.path, first.head.line, f"dependency cycle: {cycle}")
+    if len(ordered) != len(units) and not partial:
+        return None
     return ordered
 
 

@@ -495,20 +495,21 @@ WAVES = """\
 
 def test_wave_graph_dependencies() -> None:
     tf = P(WAVES)
-    dep = {t.id: t.depends for t in tf.tasks}
+    dep = {t.id: t.wave_depends for t in tf.tasks}
     assert dep == {"1": [], "1.1": [], "1.2": ["1.1"], "2": [], "2.1": ["1.1"], "3": ["1.2", "2.1"]}
+    assert all(t.depends == [] for t in tf.tasks)  # explicit dependencies stay apart
     assert tf.diagnostics == []
 
 
 def test_wave_graph_list_of_lists_and_integer_ids() -> None:
     text = '## Task Dependency Graph (Waves)\n```json\n{"waves": [[1, 2], ["3"]]}\n```\n## Tasks\n- [ ] 1. a\n- [ ] 2. b\n- [ ] 3. c\n'
-    assert P(text).by_id("3")[0].depends == ["1", "2"]
+    assert P(text).by_id("3")[0].wave_depends == ["1", "2"]
 
 
 def test_wave_graph_applies_to_duplicates() -> None:
     text = WAVES + "- [ ] 3. C again\n"
     tf = P(text)
-    assert [t.depends for t in tf.by_id("3")] == [["1.2", "2.1"], ["1.2", "2.1"]]
+    assert [t.wave_depends for t in tf.by_id("3")] == [["1.2", "2.1"], ["1.2", "2.1"]]
 
 
 def test_wave_graph_malformed_is_a_diagnostic() -> None:
@@ -518,7 +519,7 @@ def test_wave_graph_malformed_is_a_diagnostic() -> None:
 
 def test_json_fence_outside_graph_section_is_ignored() -> None:
     tf = P('## Design\n```json\n{"waves": [["1"], ["2"]]}\n```\n- [ ] 1. a\n- [ ] 2. b\n')
-    assert tf.by_id("2")[0].depends == []
+    assert tf.by_id("2")[0].depends == [] and tf.by_id("2")[0].wave_depends == []
 
 
 # --------------------------------------------------------------------------- regions

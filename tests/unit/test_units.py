@@ -131,3 +131,42 @@ def test_cycle_is_reported_with_its_path() -> None:
             """)
     assert str(info.value).startswith("tasks.md:1: dependency cycle: ")
     assert "1 -> 3 -> 2 -> 1" in str(info.value)
+
+
+WAVES = """
+    ## Task Dependency Graph
+
+    ```json
+    {"waves": [{"id": 0, "tasks": ["9.9", "2"]}, {"id": 1, "tasks": ["1"]}]}
+    ```
+
+    ## Tasks
+
+    - [ ] 1. Listed in the second wave
+    - [ ] 2. Listed in the first wave
+    """
+
+
+def test_wave_graph_orders_units_and_ignores_unknown_ids() -> None:
+    units = units_of(WAVES)
+    assert [u.name for u in units] == ["2", "1"]
+    assert units[1].depends_on == [] and [u.name for u in units[1].after] == ["2"]
+
+
+def test_contradictory_waves_at_parent_granularity_fall_back_to_file_order() -> None:
+    text = """
+        ## Task Dependency Graph
+
+        ```json
+        {"waves": [{"tasks": ["4.1", "5.1"]}, {"tasks": ["4.2", "5.2"]}]}
+        ```
+
+        - [ ] 4. Four
+          - [ ] 4.1 a
+          - [ ] 4.2 b
+        - [ ] 5. Five
+          - [ ] 5.1 c
+          - [ ] 5.2 d
+        """
+    assert [u.name for u in units_of(text)] == ["4", "5"]
+    assert [u.name for u in units_of(text, "leaf")] == ["4.1", "5.1", "4.2", "5.2"]
