@@ -466,8 +466,10 @@ def test_live_view_on_a_terminal(project: Project) -> None:
         - [ ] 2. Second
         """)
     cmd = seqharness_command()
+    env = {k: v for k, v in project.env.items() if k != "CI"}   # CI turns the live view off
+    env["TERM"] = "xterm-256color"
     child = pexpect.spawn(cmd[0], [*cmd[1:], ".kiro/specs/feature", "--backend", fake_backend(), "-v"],
-                          cwd=str(project.root), env={**project.env, "TERM": "xterm-256color"},
+                          cwd=str(project.root), env=env,
                           dimensions=(40, 150), encoding="utf-8", codec_errors="replace", timeout=60)
     child.expect(r"attempt 1 ·")          # the live panel, drawn while task 1 runs
     child.expect(r"Second")               # it lists the other tasks too
