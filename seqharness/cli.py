@@ -9,8 +9,11 @@ so everything pytest offers (``-k``, ``-x``, ``--co``, ``--lf``,
   ``--retries`` (registered by the plugin as ``--task-timeout`` and
   ``--task-retries``, because pytest-timeout and pytest-retry own the short
   names), and
-* checks the spec paths first, so a typo gets one clear line and exit 4
-  instead of pytest's generic collection messages.
+* asks the plugin (``--strict-spec-paths``) to check that every path is a
+  spec, so a typo gets one clear line and exit 4 instead of pytest's generic
+  collection messages, and
+* roots the run at the folder above ``.kiro`` so node ids read
+  ``.kiro/specs/<feature>/tasks.md::2.1``.
 """
 
 from __future__ import annotations
@@ -75,32 +78,20 @@ def check_spec_path(arg: str) -> str | None:
     return None
 
 
-def _positional_paths(args: list[str]) -> list[str]:
-    """Arguments that look like paths (best effort; pytest re-parses everything)."""
-    paths = []
-    takes_value = {"--backend", "--delay", "--max-iterations", "--task-retries", "--task-timeout",
-                   "--idle-timeout", "--granularity", "--workdir", "--tmux-session", "--tmux-socket",
-                   "--tmux-keep-windows", "--wait-lock", "--assign-backend", "--assign-opencode-agent",
-                   "--live", "-k", "-m", "-p", "-o", "--junitxml", "--junit-xml", "--rootdir", "-c",
-                   "--maxfail", "--basetemp", "--confcutdir", "-W", "--tb", "-r", "--durations",
-                   "--junit-prefix", "--log-file", "--override-ini", "--deselect", "--ignore"}
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg.startswith("-"):
-            if arg in takes_value:
-                skip = True
-            continue
-        paths.append(arg)
-    return paths
-
-
 def _kiro_root(arg: str) -> Path | None:
-    """The folder above ``.kiro`` for a spec path, so node ids read
+    """The folder above ``.kiro`` for an existing spec path, so node ids read
     ``.kiro/specs/<feature>/tasks.md::2.1`` wherever seqharness is started."""
-    path = Path(arg.split("::")[0]).resolve()
+    if arg.startswith("-"):
+        return None
+    path = Path(arg.split("::")[0])
+    if ".kiro" not in path.parts and ".kiro" not in path.resolve().parts:
+        return None
+    try:
+        if not path.exists():
+            return None
+    except OSError:
+        return None
+    path = path.resolve()
     for parent in [path, *path.parents]:
         if parent.name == ".kiro":
             return parent.parent
@@ -112,15 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = translate_args(list(sys.argv[1:] if argv is None else argv))
     if "-h" not in args and "--help" not in args and "--version" not in args:
-        paths = _positional_paths(args)
-        if not paths:
-            return _usage("give a spec folder, e.g. seqharness .kiro/specs/my-feature")
-        for path in paths:
-            problem = check_spec_path(path)
-            if problem:
-                return _usage(problem)
+        # The plugin checks every positional path (pytest has parsed them by then).
+        args = ["--strict-spec-paths", *args]
         if not any(a == "--rootdir" or a.startswith("--rootdir=") for a in args):
-            root = _kiro_root(paths[0])
+            root = next((r for r in map(_kiro_root, args) if r is not None), None)
             if root is not None:
                 args = [f"--rootdir={root}", *args]
     if "-p" not in args or "seqharness.plugin" not in args:

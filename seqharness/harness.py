@@ -97,6 +97,10 @@ class Harness:
     budget: Budget
     say: Callable[[str], None]
     hook: Any = None                    # pytest's hook relay (config.hook)
+    routes: list[Any] = field(default_factory=list)        # seqharness.assign.Route
+    assign_map: dict[str, str] = field(default_factory=dict)
+    known_backends: list[str] = field(default_factory=list)
+    backend_cache: dict[str, Backend] = field(default_factory=dict)
     specs: dict[Path, SpecRun] = field(default_factory=dict)
     tmux: object | None = None          # seqharness.tmux.TmuxView when enabled
     view: object | None = None          # live view (seqharness.live) when enabled

@@ -121,7 +121,7 @@ class TaskItem(pytest.Item):
         facts = [
             f"task: {self.unit.name}: {clean_text(self.unit.title)}",
             f"outcome: {result.outcome.kind}: {result.outcome.reason}",
-            f"backend: {h.backend.describe() if h.backend else '-'}",
+            f"backend: {result.backend.describe() if result.backend else '-'}",
             f"attempts: {len(result.attempts)}",
         ]
         if last is not None:
@@ -131,7 +131,7 @@ class TaskItem(pytest.Item):
         self.add_report_section("call", "stdout", "\n".join(facts) + "\n")
         if self.config.getini("junit_family") == "xunit1":
             self.user_properties.extend([
-                ("backend", h.backend.describe() if h.backend else "-"),
+                ("backend", result.backend.describe() if result.backend else "-"),
                 ("attempts", str(len(result.attempts))),
                 ("exit_code", str(last.result.exit_status if last else "")),
                 ("transcript", self.spec_run.rel(last.transcript) if last else ""),

@@ -59,9 +59,14 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--wait-lock", dest="sh_wait_lock", type=float, default=None, metavar="SECONDS",
                     help="wait up to SECONDS for another run of the same spec to finish instead of failing")
     group.addoption("--assign-backend", dest="sh_assign_backend", default=None,
-                    help="backend that classifies tasks before they run (accepted; used by the LLM assignment feature)")
+                    help="backend asked once per task (cached in the state) which type and agent it is; "
+                         "types map to backends by --assign-map")
     group.addoption("--assign-opencode-agent", dest="sh_assign_opencode_agent", default=None,
-                    help="opencode agent for assignment (accepted for compatibility)")
+                    help="opencode agent (opencode run --agent NAME) for an opencode assignment backend")
+    group.addoption("--assign-map", dest="sh_assign_map", default=None,
+                    help="type or owner to backend, e.g. 'code=codex,ui=gemini,review=codex' (the default)")
+    group.addoption("--assign-timeout", dest="sh_assign_timeout", type=float, default=300.0,
+                    help="seconds one assignment call may take (default 300)")
     group.addoption("--limit-wait-max", dest="sh_limit_wait_max", type=float, default=6 * 3600,
                     metavar="SECONDS",
                     help="longest wait for a usage-limit reset; a later reset halts the run (default 6h)")
@@ -70,10 +75,14 @@ def addoption(parser: pytest.Parser) -> None:
                     help="wait after a usage limit whose reset time is not given (default 900)")
     group.addoption("--live", dest="sh_live", choices=("auto", "on", "off"), default="auto",
                     help="rich live view: auto (only on a terminal), on, off")
+    group.addoption("--strict-spec-paths", dest="sh_strict_paths", action="store_true", default=False,
+                    help="every path argument must be a spec folder or tasks.md (the seqharness command sets it)")
     parser.addini("seqharness_backend", "default --backend", default=None)
     parser.addini("seqharness_delay", "default --delay", default="0")
     parser.addini("seqharness_max_iterations", "default --max-iterations", default="50")
     parser.addini("seqharness_retries", "default --task-retries", default="0")
+    parser.addini("seqharness_routes", "routing rules, one per line: 'type:ui = gemini', "
+                  "'title:/login/ = claude'", type="linelist", default=[])
 
 
 @dataclass
@@ -101,6 +110,10 @@ class Settings:
     live: str
     limit_wait_max: float = 6 * 3600
     limit_wait_default: float = 900
+    assign_backend: str | None = None
+    assign_opencode_agent: str | None = None
+    assign_map: str | None = None
+    assign_timeout: float = 300.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -140,6 +153,10 @@ class Settings:
             live=opt.sh_live,
             limit_wait_max=opt.sh_limit_wait_max,
             limit_wait_default=opt.sh_limit_wait_default,
+            assign_backend=opt.sh_assign_backend,
+            assign_opencode_agent=opt.sh_assign_opencode_agent,
+            assign_map=opt.sh_assign_map,
+            assign_timeout=opt.sh_assign_timeout,
         )
         for name, value in (("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
                             ("--retries", settings.retries)):

@@ -55,6 +55,20 @@ def pytest_configure(config: pytest.Config) -> None:
                                     hook=config.hook)
     _default_junit_logging(config)
     _default_maxfail(config)
+    _configure_assignment(config)
+
+
+def _configure_assignment(config: pytest.Config) -> None:
+    from seqharness.assign import parse_map, parse_routes
+    from seqharness.backends import registered_backends
+
+    h = config.stash[HARNESS]
+    try:
+        h.routes = parse_routes(config.getini("seqharness_routes"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    h.assign_map = parse_map(h.settings.assign_map)
+    h.known_backends = registered_backends()
 
 
 def _default_junit_logging(config: pytest.Config) -> None:
@@ -96,6 +110,21 @@ def _is_spec_tasks_file(file_path: Path, config: pytest.Config) -> bool:
         if arg_path == file_path.resolve() or arg_path == file_path.parent.resolve():
             return True
     return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``--strict-spec-paths`` (the ``seqharness`` command), check the paths first."""
+    config = session.config
+    if not config.option.sh_strict_paths:
+        return
+    from seqharness.cli import check_spec_path
+
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        raise pytest.UsageError("give a spec folder, e.g. seqharness .kiro/specs/my-feature")
+    for arg in config.args:
+        problem = check_spec_path(str(arg))
+        if problem:
+            raise pytest.UsageError(problem)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

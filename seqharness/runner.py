@@ -28,7 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqharness.backends import BackendContext
+from seqharness.assign import backend_for
+from seqharness.backends import Backend, BackendContext
 from seqharness.harness import Harness, SpecRun, safe_filename, stamp
 from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
 from seqharness.progress import ProgressEntry
@@ -51,6 +52,7 @@ class AttemptRecord:
 class UnitResult:
     outcome: Outcome
     attempts: list[AttemptRecord] = field(default_factory=list)
+    backend: Backend | None = None
 
     @property
     def last(self) -> AttemptRecord | None:
@@ -117,30 +119,31 @@ def run_unit(h: Harness, sr: SpecRun, unit: Unit) -> UnitResult:
     records: list[AttemptRecord] = []
     previous: str | None = None
     number = 1
+    backend = backend_for(h, sr, unit)
     while number <= settings.retries + 1:
         if not h.budget.take():
             h.budget_spent_at = unit.name
             reason = f"iteration budget spent (--max-iterations {settings.max_iterations})"
             if records:
                 reason = f"{records[-1].outcome.reason}; then {reason}"
-            return UnitResult(Outcome(FAILED, reason), records)
+            return UnitResult(Outcome(FAILED, reason), records, backend)
         if not wait_out_pause(h, sr) and h.attempts_run > 0:
             h.pause(settings.delay, getattr(h.view, "delay_tick", None))
         h.attempts_run += 1
-        record = _attempt(h, sr, unit, number, previous)
+        record = _attempt(h, sr, unit, number, previous, backend)
         records.append(record)
         kind = record.outcome.kind
         if kind == LIMITED:
             h.budget.used -= 1          # a limit costs no iteration ...
             halt = schedule_pause(h, sr, record.outcome)
             if halt is not None:
-                return UnitResult(halt, records)
+                return UnitResult(halt, records, backend)
             continue                    # ... and no retry: same attempt number
         if kind != FAILED:
-            return UnitResult(record.outcome, records)
+            return UnitResult(record.outcome, records, backend)
         previous = record.outcome.reason
         number += 1
-    return UnitResult(records[-1].outcome, records)
+    return UnitResult(records[-1].outcome, records, backend)
 
 
 def schedule_pause(h: Harness, sr: SpecRun, outcome: Outcome) -> Outcome | None:
@@ -176,9 +179,9 @@ def wait_out_pause(h: Harness, sr: SpecRun) -> bool:
     return True
 
 
-def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | None) -> AttemptRecord:
+def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | None,
+             backend: Backend) -> AttemptRecord:
     settings = h.settings
-    assert h.backend is not None
     transcript = _next_transcript(sr, unit, number)
     context = PromptContext(
         spec_name=sr.name, spec_dir=sr.spec_dir, workdir=sr.workdir,
@@ -195,8 +198,8 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
         prompt=prompt, prompt_file=str(prompt_file), task_id=unit.name,
         workdir=str(sr.workdir), spec_dir=str(sr.spec_dir),
     )
-    invocation = h.backend.invocation(backend_ctx)
-    reader = h.backend.reader(backend_ctx)
+    invocation = backend.invocation(backend_ctx)
+    reader = backend.reader(backend_ctx)
 
     # 1-2: record that the unit runs, then mark it in tasks.md.
     head = unit.head
@@ -222,12 +225,12 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
         )
     except KeyboardInterrupt:
         _finish(h, sr, unit, number, original_cell, Outcome(INTERRUPTED, "interrupted by the user"),
-                None, transcript, started_at)
+                None, transcript, started_at, backend)
         raise
     if reader is not None:
         reader.close()
-    outcome = h.backend.interpret(result, reader, trust_exit_code=settings.trust_exit_code)
-    _finish(h, sr, unit, number, original_cell, outcome, result, transcript, started_at)
+    outcome = backend.interpret(result, reader, trust_exit_code=settings.trust_exit_code)
+    _finish(h, sr, unit, number, original_cell, outcome, result, transcript, started_at, backend)
     if view is not None:
         view.attempt_finished(sr, unit, number, outcome)
     if outcome.kind == INTERRUPTED:
@@ -247,7 +250,7 @@ def _open_window(h: Harness, unit: Unit, transcript: Path) -> str | None:
 
 
 def _finish(h: Harness, sr: SpecRun, unit: Unit, number: int, original_cell: str, outcome: Outcome,
-            result: AttemptResult | None, transcript: Path, started_at: str) -> None:
+            result: AttemptResult | None, transcript: Path, started_at: str, backend: Backend) -> None:
     label = outcome.kind.upper()
     exit_code = result.exit_status if result is not None else None
     duration = result.duration if result is not None else 0.0
@@ -258,7 +261,7 @@ def _finish(h: Harness, sr: SpecRun, unit: Unit, number: int, original_cell: str
     sr.progress.append(ProgressEntry(
         spec=sr.name, iteration=h.attempts_run, task=unit.name, title=unit.title, outcome=label,
         started_at=started_at, duration=duration, exit_code=exit_code, message=outcome.reason,
-        transcript=sr.rel(transcript), attempt=number, backend=h.backend.describe() if h.backend else "-",
+        transcript=sr.rel(transcript), attempt=number, backend=backend.describe(),
     ))
     # 5: the state.
     state = sr.state
