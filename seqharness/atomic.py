@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from seqharness.faults import fault
+
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename inside it survives a power loss.
@@ -54,6 +56,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        fault("tmp-written")
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -61,4 +64,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
         except FileNotFoundError:
             pass
         raise
+    fault("renamed")
     fsync_dir(folder)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seqharness.backends import Backend
+from seqharness.faults import fault
 from seqharness.lock import RunLock
 from seqharness.options import Settings
 from seqharness.progress import ProgressLog
@@ -121,6 +122,7 @@ class Harness:
         if seconds <= 0:
             return
         end = time.monotonic() + seconds
+        fault("delay")
         while True:
             left = end - time.monotonic()
             if left <= 0:

@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from seqharness.errors import SpecError
+from seqharness.errors import EXIT_HALTED, SpecError
+from seqharness.faults import fault
 from seqharness.harness import Harness, SpecRun, find_workdir
 from seqharness.lock import RunLock
 from seqharness.progress import ProgressLog
@@ -55,6 +56,7 @@ class SpecFile(pytest.File):
         if path.resolve() in harness.specs:
             return harness.specs[path.resolve()]
         taskfile = load(path)
+        fault("collect")
         rel = self.nodeid or path.name
         taskfile.path = rel
         if not taskfile.tasks:
@@ -94,7 +96,9 @@ class TaskItem(pytest.Item):
         return self.config.stash[HARNESS]
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.unit.head.line - 1, f"task {self.unit.name}: {self.unit.title}"
+        # pytest prints this as a failure's heading: task text is untrusted, so no escapes.
+        title = " ".join(clean_text(self.unit.title).split())
+        return self.path, self.unit.head.line - 1, f"task {self.unit.name}: {title[:200]}"
 
     def setup(self) -> None:
         reason = skip_reason(self.harness, self.spec_run, self.unit)
@@ -114,8 +118,18 @@ class TaskItem(pytest.Item):
         # the live view, so pytest's fd capture is suspended while it runs.
         capman = self.config.pluginmanager.getplugin("capturemanager")
         suspended = capman.global_and_fixture_disabled() if capman is not None else nullcontext()
-        with suspended:
-            result = run_unit(h, self.spec_run, self.unit)
+        from seqharness.runner import RunStopped
+
+        try:
+            with suspended:
+                result = run_unit(h, self.spec_run, self.unit)
+        except (RunStopped, OSError) as exc:
+            # A file the run must write cannot be written: stop cleanly, one
+            # line, exit 2 (what was recorded before stays; see runner).
+            why = str(exc) if isinstance(exc, RunStopped) else (
+                f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+            pytest.exit(f"seqharness: {why}; the run stopped (everything recorded before is kept; "
+                        "run seqharness again once this is fixed)", returncode=EXIT_HALTED)
         self.spec_run.status[self.unit.name] = result.outcome.kind
         last = result.last
         facts = [

@@ -130,7 +130,7 @@ class LiveView:
                     extra = f"attempt {current[2]} · {time.monotonic() - self.started:5.1f}s"
                 symbol, style = _SYMBOL.get(status, _SYMBOL[None])
                 table.add_row(Text(symbol, style=style), Text(unit.name, style="bold"),
-                              Text(" ".join(unit.title.split())), Text(extra, style="cyan"))
+                              Text(" ".join(strip_ansi(unit.title).split())), Text(extra, style="cyan"))
         parts: list[Any] = [table]
         if current is not None:
             lines = _tail(current[3])

@@ -17,15 +17,16 @@ from typing import Any, Generator
 
 import pytest
 
-from seqharness import hookspec
+from seqharness import hookspec, interrupts
 from seqharness.backends import BackendError, resolve_backend
 from seqharness.errors import EXIT_FAILED, EXIT_HALTED, EXIT_USAGE
+from seqharness.faults import fault
 from seqharness.harness import Budget, Harness
 from seqharness.items import HARNESS, SPEC_ERRORS, SpecFile, TaskItem
 from seqharness.lock import LockedError
 from seqharness.options import Settings, addoption
 from seqharness.reporting import TaskHalted
-from seqharness.state import now_iso
+from seqharness.state import StateError, now_iso
 
 HALTED_KEY = "seqharness_halted"
 
@@ -56,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _default_junit_logging(config)
     _default_maxfail(config)
     _configure_assignment(config)
+    if config.pluginmanager.get_plugin("seqharness-report-guard") is None:
+        config.pluginmanager.register(_ReportGuard(), "seqharness-report-guard")
 
 
 def _configure_assignment(config: pytest.Config) -> None:
@@ -170,7 +173,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         h.backend.check()
     except BackendError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from seqharness.runner import reconcile
+    from seqharness.runner import RunStopped, reconcile, refresh_after_lock
+    from seqharness.taskfile import TaskFileError
+
+    interrupts.install()  # SIGTERM now takes the Ctrl-C path (restored at unconfigure)
 
     runs = []
     for item in task_items:
@@ -183,6 +189,13 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             raise pytest.UsageError(f"{exc} (use --wait-lock SECONDS to wait for it)") from None
         except OSError as exc:
             raise pytest.UsageError(f"{sr.run_dir}: cannot create the lock: {exc.strerror}") from None
+        fault("lock")
+        # Collection read the state and tasks.md before the lock was ours.
+        try:
+            sr.state.reload()
+            refresh_after_lock(sr)
+        except (StateError, TaskFileError) as exc:
+            raise pytest.UsageError(str(exc)) from None
         for note in sr.state.notes:
             h.say(f"seqharness: {note}")
         if h.settings.reset:
@@ -199,7 +212,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             sr.state.save()
         except OSError as exc:
             raise pytest.UsageError(f"{sr.state.path}: cannot write the state file: {exc.strerror}") from None
-        reconcile(h, sr)
+        try:
+            reconcile(h, sr)
+        except RunStopped as exc:
+            raise pytest.UsageError(str(exc)) from None
         sr.prepared = True
     _start_tmux(h, runs)
     _start_live_view(h, config)
@@ -301,3 +317,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = EXIT_HALTED
     elif h.budget_spent_at is not None and session.exitstatus == 0:
         session.exitstatus = EXIT_FAILED
+
+
+def pytest_keyboard_interrupt(excinfo: Any) -> None:
+    """Ctrl-C, SIGTERM or a stop on a disk fault: the run is ending.  Further
+    Ctrl-C / SIGTERM must not cut the cleanup (state, JUnit) short."""
+    interrupts.stopping()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    interrupts.restore()
+
+
+class _ReportGuard:
+    """Wraps the end of the session: the last fault-injection point, and a
+    JUnit file that cannot be written (a full disk) reported in one line
+    instead of pytest's traceback."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        fault("sessionfinish")
+        try:
+            return (yield)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            session.config.stash[HARNESS].say(f"seqharness: cannot write the report: {where}{exc.strerror or exc}")
+            if session.exitstatus == 0:
+                session.exitstatus = EXIT_HALTED
+            return None

@@ -11,33 +11,70 @@ them leaves a state from which the next run does the right thing):
    ``running`` cleared                                           (atomic)
 6. tasks.md: ``[x]`` on a pass, the old checkbox restored otherwise (atomic)
 
+Step 1 also records a random token, and once the agent is spawned (step 3)
+the state is saved again with the agent's process group id (``pgid``); the
+agent runs with ``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment.
+
 * crash before 2: ``running`` names a unit whose box is unchanged; the next
   run clears it and runs the unit again (it never passed).
 * crash between 2 and 5: the box shows ``[-]``; the next run sees ``running``,
-  restores the box and runs the unit again.
+  first ends any process still carrying the token (the agent of the killed
+  run, see :mod:`seqharness.reaper`, and says so), then restores the box and
+  runs the unit again.
 * crash between 5 and 6: the state says completed; the next run skips the
   unit and ticks its box (``reconcile``).
 A pass is therefore never lost and never run twice once step 5 is on disk.
+
+"Atomic" is :func:`seqharness.atomic.atomic_write`: temp file in the same
+folder, flush, fsync, rename, fsync of the folder.  The progress log is one
+``O_APPEND`` write plus fsync per entry.  Steps 1-2 and 4-6 run inside
+:func:`seqharness.interrupts.critical`, so a Ctrl-C or SIGTERM never splits
+them (``kill -9`` can, and the list above covers it).
+
+A file that cannot be written (a full disk, a read-only folder) stops the
+run with :class:`RunStopped`, at the step that failed: nothing after it is
+written (no ``[x]`` without the state's pass), nothing before it is undone,
+and the next run repairs the rest as after a crash.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqharness import interrupts
 from seqharness.assign import backend_for
 from seqharness.backends import Backend, BackendContext
+from seqharness.faults import fault
 from seqharness.harness import Harness, SpecRun, safe_filename, stamp
 from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
 from seqharness.progress import ProgressEntry
 from seqharness.prompt import PromptContext, build_prompt
+from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token
+from seqharness.reporting import clean_text
 from seqharness.session import AttemptResult, run_attempt
 from seqharness.state import now_iso
-from seqharness.taskfile import Task, TaskFileError, load, set_status
+from seqharness.taskfile import Task, TaskFileError, load, parse, set_status
 from seqharness.units import Unit
+
+
+class RunStopped(Exception):
+    """A file the run must write cannot be written: the run stops cleanly.
+
+    Raised at the step that failed (see the module doc); the item turns it
+    into one line and pytest's "interrupted" exit, 2.
+    """
+
+
+def _save_state(sr: SpecRun) -> None:
+    try:
+        sr.state.save()
+    except OSError as exc:
+        raise RunStopped(f"cannot write the state file {sr.state.path}: {exc.strerror or exc}") from None
 
 
 @dataclass
@@ -74,6 +111,10 @@ def _set_cell(h: Harness, sr: SpecRun, task: Task, cell: str) -> None:
     except TaskFileError as exc:
         h.say_once(f"stale:{sr.tasks_path}", f"seqharness: not updating checkboxes: {exc}")
         return
+    except OSError as exc:  # a read-only spec folder, a full disk: the state still records it
+        h.say_once(f"stale:{sr.tasks_path}",
+                   f"seqharness: not updating checkboxes: cannot write {sr.tasks_path}: {exc.strerror or exc}")
+        return
     # Keep the in-memory fingerprint in step with the file we just wrote.
     old = task.line_bytes
     rel = task.cell_start - task.line_start
@@ -82,24 +123,148 @@ def _set_cell(h: Harness, sr: SpecRun, task: Task, cell: str) -> None:
 
 
 def reconcile(h: Harness, sr: SpecRun) -> None:
-    """Repair what a crashed or killed earlier run left half-done (see module doc)."""
-    running = sr.state.data.get("running")
+    """Repair what a crashed or killed earlier run left half-done (see module doc).
+
+    The earlier attempt's leftover agent processes are ended before its
+    ``running`` entry is cleared, so a crash in here leaves the entry for the
+    next run to act on again.  Then tasks.md is compared with the plan the
+    last run saw (:func:`_check_plan`), and boxes of recorded passes ticked.
+    """
+    state = sr.state
+    dirty = False
+    running = state.data.get("running")
     if isinstance(running, dict):
         name = running.get("unit")
+        _end_leftover_agent(h, running)
         unit = next((u for u in sr.units if u.name == name), None)
-        if unit is not None and not sr.state.is_completed(unit.name):
+        if unit is not None and not state.is_completed(unit.name):
             cell = running.get("cell", " ")
             if unit.head.cell == "-" and cell != "-":
-                _set_cell(h, sr, unit.head, cell if len(cell) == 1 else " ")
-            h.say(f"seqharness: task {name} was interrupted by an earlier run that stopped; it runs again")
-        sr.state.data["running"] = None
-        sr.state.save()
+                _set_cell(h, sr, unit.head, cell if isinstance(cell, str) and len(cell) == 1 else " ")
+            h.say(f"seqharness: task {unit.name} was interrupted by an earlier run that stopped; it runs again")
+        state.data["running"] = None
+        dirty = True
+    dirty = _check_plan(h, sr) or dirty
+    dirty = _check_pause(h, sr) or dirty
+    if dirty:
+        _save_state(sr)
+    fault("reconcile")
     for unit in sr.units:
         if sr.state.is_completed(unit.name):
             for task in unit.required_tasks(h.settings.include_optional):
                 if not task.done and task.cell != "x":
                     _set_cell(h, sr, task, "x")
                     task.status = "done"
+
+
+def _end_leftover_agent(h: Harness, running: dict) -> None:
+    token, pgid = running.get("token"), running.get("pgid")
+    found, alive = end_leftovers(token if isinstance(token, str) else None,
+                                 pgid if isinstance(pgid, int) else None)
+    if not found:
+        return
+    def show(pids: list[int]) -> str:
+        return ", ".join(f"group {-p}" if p < 0 else str(p) for p in pids)
+    name = clean_text(str(running.get("unit")))[:40]
+    if alive:
+        h.say(f"seqharness: an earlier run was killed while task {name} ran; its agent is still running "
+              f"and could not be ended: {show(alive)}")
+    else:
+        h.say(f"seqharness: an earlier run was killed while task {name} ran; ended its leftover agent "
+              f"process(es): {show(found)}")
+
+
+def _title_key(title: str) -> str:
+    return hashlib.sha1(" ".join(title.split()).encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(clean_text(n) for n in names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _check_plan(h: Harness, sr: SpecRun) -> bool:
+    """Say how tasks.md changed since the last run; keep the passes that still apply.
+
+    Passes are recorded under the unit's name (its id).  When tasks.md is
+    renumbered between runs an id can come to name a different task: the old
+    pass must not make that task look complete, and the task that passed,
+    now under another id, keeps its pass.  Tasks are told apart by a hash of
+    their title, recorded with every attempt and in ``plan`` (name -> hash of
+    every unit, as the last run saw them).  Changing ``--granularity``
+    renames every unit, so then nothing is compared.  Returns True if the
+    state changed.
+    """
+    data = sr.state.data
+    gran = h.settings.granularity
+    current = {u.name: _title_key(u.title) for u in sr.units}
+    new_plan = {"granularity": gran, "units": current}
+    old_plan = data.get("plan")
+    if isinstance(old_plan, dict) and old_plan.get("granularity") not in (None, gran):
+        data["plan"] = new_plan
+        return True
+    old_units = old_plan.get("units") if isinstance(old_plan, dict) else None
+    parts: list[str] = []
+    if isinstance(old_units, dict):
+        added = [n for n in current if n not in old_units]
+        removed = [n for n in old_units if n not in current]
+        changed = [n for n in current if n in old_units and old_units[n] != current[n]]
+        if added:
+            parts.append(f"new: {_names(added)}")
+        if removed:
+            parts.append(f"removed: {_names(removed)}")
+        if changed:
+            parts.append(f"different text: {_names(changed)}")
+    by_key: dict[str, list[Unit]] = {}
+    for unit in sr.units:
+        by_key.setdefault(current[unit.name], []).append(unit)
+    completed = set(data["completed"])
+    records = data["tasks"]
+    drop: set[str] = set()
+    moves: list[tuple[str, Unit, dict]] = []
+    for name, rec in list(records.items()):
+        sha = rec.get("title_sha")
+        if not isinstance(sha, str) or name not in completed or current.get(name) == sha:
+            continue
+        movers = [u for u in by_key.get(sha, []) if u.name != name]
+        if name in current:
+            keys = rec.get("keys")
+            drop.update(k for k in (keys if isinstance(keys, list) else [name]) if isinstance(k, str))
+            drop.add(name)
+            records.pop(name)
+            parts.append(f"task {clean_text(name)} is a different task now; the pass recorded for "
+                         f"{clean_text(str(rec.get('title', '?')))[:60]!r} does not count for it")
+        if len(movers) == 1:
+            moves.append((name, movers[0], rec))
+    if drop:
+        data["completed"] = [k for k in data["completed"] if k not in drop]
+    for old_name, unit, rec in moves:
+        if not sr.state.is_completed(unit.name):
+            sr.state.add_completed(unit.task_keys)
+            records[unit.name] = dict(rec, keys=unit.task_keys)
+            parts.append(f"task {clean_text(old_name)} is now task {unit.name}; its pass is kept")
+    if parts:
+        h.say(f"seqharness: {sr.tasks_path} changed since the last run: " + "; ".join(parts))
+    if data.get("plan") != new_plan:
+        data["plan"] = new_plan
+        return True
+    return bool(parts)
+
+
+def _check_pause(h: Harness, sr: SpecRun) -> bool:
+    """Drop a recorded usage-limit pause further away than --limit-wait-max.
+
+    The run that recorded it would have halted instead, so such a value is
+    not ours (a hand-edited or damaged state); waiting on it could mean
+    waiting forever.
+    """
+    until = sr.state.data.get("paused_until")
+    if isinstance(until, (int, float)) and until - time.time() > h.settings.limit_wait_max:
+        h.say("seqharness: ignoring a recorded usage-limit pause that ends further away than "
+              "--limit-wait-max")
+        sr.state.data["paused_until"] = None
+        return True
+    return False
 
 
 def _next_transcript(sr: SpecRun, unit: Unit, attempt: int) -> Path:
@@ -182,7 +347,11 @@ def wait_out_pause(h: Harness, sr: SpecRun) -> bool:
 def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | None,
              backend: Backend) -> AttemptRecord:
     settings = h.settings
-    transcript = _next_transcript(sr, unit, number)
+    try:
+        transcript = _next_transcript(sr, unit, number)
+    except OSError as exc:
+        raise RunStopped(f"cannot create the transcripts folder {sr.transcripts_dir}: "
+                         f"{exc.strerror or exc}") from None
     context = PromptContext(
         spec_name=sr.name, spec_dir=sr.spec_dir, workdir=sr.workdir,
         include_optional=settings.include_optional, attempt=number, previous_failure=previous,
@@ -193,7 +362,12 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     if prompt is None:
         prompt = build_prompt(unit, context)
     prompt_file = transcript.with_suffix(".prompt.md")
-    prompt_file.write_text(prompt, encoding="utf-8")
+    try:  # before step 1: if these cannot be written, nothing has changed yet
+        prompt_file.write_text(prompt, encoding="utf-8")
+        transcript.touch()
+    except OSError as exc:
+        raise RunStopped(f"cannot write the transcript {exc.filename or transcript}: "
+                         f"{exc.strerror or exc}") from None
     backend_ctx = BackendContext(
         prompt=prompt, prompt_file=str(prompt_file), task_id=unit.name,
         workdir=str(sr.workdir), spec_dir=str(sr.spec_dir),
@@ -203,12 +377,24 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
 
     # 1-2: record that the unit runs, then mark it in tasks.md.
     head = unit.head
-    sr.state.data["running"] = {"unit": unit.name, "cell": head.cell, "pid": os.getpid(), "since": now_iso()}
-    sr.state.save()
     original_cell = head.cell
-    _set_cell(h, sr, head, "-")
+    token = new_token()
+    running = {"unit": unit.name, "cell": head.cell, "pid": os.getpid(), "since": now_iso(),
+               "token": token, "pgid": None}
+    with interrupts.critical():
+        sr.state.data["running"] = running
+        _save_state(sr)
+        fault("running-recorded")
+        _set_cell(h, sr, head, "-")
+        fault("marked")
+    env = dict(os.environ if invocation.env is None else invocation.env)
+    env[TOKEN_ENV] = token
 
-    transcript.touch()
+    def spawned(pid: int) -> None:
+        running["pgid"] = pid  # the agent is a session leader: pid == pgid
+        _save_state(sr)
+        fault("agent-started")
+
     window = None
     if h.tmux is not None:
         window = _open_window(h, unit, transcript)
@@ -218,15 +404,28 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     started_at = now_iso()
     try:
         result = run_attempt(
-            invocation.argv, cwd=str(sr.workdir), env=invocation.env, prompt=prompt,
+            invocation.argv, cwd=str(sr.workdir), env=env, prompt=prompt,
             transcript_path=str(transcript), timeout=settings.timeout,
             idle_timeout=settings.idle_timeout, stdin_text=invocation.stdin_text,
-            on_output=reader.feed if reader is not None else None,
+            on_output=reader.feed if reader is not None else None, on_spawn=spawned,
         )
     except KeyboardInterrupt:
-        _finish(h, sr, unit, number, original_cell, Outcome(INTERRUPTED, "interrupted by the user"),
-                None, transcript, started_at, backend)
+        try:
+            _finish(h, sr, unit, number, original_cell, Outcome(INTERRUPTED, "interrupted by the user"),
+                    None, transcript, started_at, backend)
+        except RunStopped as exc:
+            h.say(f"seqharness: {exc}")
         raise
+    except (OSError, RunStopped) as exc:
+        # The agent's group is already ended (run_attempt guarantees it).
+        message = str(exc) if isinstance(exc, RunStopped) else (
+            f"cannot write the transcript {transcript}: {exc.strerror or exc}")
+        try:
+            _finish(h, sr, unit, number, original_cell, Outcome(INTERRUPTED, f"stopped: {message}"),
+                    None, transcript, started_at, backend)
+        except RunStopped:
+            pass
+        raise RunStopped(message) from None
     if reader is not None:
         reader.close()
     outcome = backend.interpret(result, reader, trust_exit_code=settings.trust_exit_code)
@@ -255,39 +454,88 @@ def _finish(h: Harness, sr: SpecRun, unit: Unit, number: int, original_cell: str
     exit_code = result.exit_status if result is not None else None
     duration = result.duration if result is not None else 0.0
     footer = f"\n\n--- seqharness: task {unit.name} attempt {number}: {label} ({outcome.reason}) ---\n"
-    with open(transcript, "ab") as fh:
-        fh.write(footer.encode("utf-8", "replace"))
-    # 4: the human log.
-    sr.progress.append(ProgressEntry(
-        spec=sr.name, iteration=h.attempts_run, task=unit.name, title=unit.title, outcome=label,
-        started_at=started_at, duration=duration, exit_code=exit_code, message=outcome.reason,
-        transcript=sr.rel(transcript), attempt=number, backend=backend.describe(),
-    ))
-    # 5: the state.
-    state = sr.state
-    record = state.task_record(unit.name)
-    record.update({
-        "status": outcome.kind, "attempts": record.get("attempts", 0) + 1, "last_exit": exit_code,
-        "last_reason": outcome.reason, "transcript": sr.rel(transcript), "updated_at": now_iso(),
-    })
-    state.data["iterations"] = int(state.data.get("iterations") or 0) + 1
-    state.data["running"] = None
-    if outcome.kind == PASSED:
-        state.add_completed(unit.task_keys)
-    elif outcome.kind == HALTED:
-        state.data.update({"halted": True, "halted_task": unit.name, "halted_at": now_iso(),
-                           "halt_question": outcome.question})
-    state.save()
-    # 6: tasks.md.
-    if outcome.kind == PASSED:
-        for task in unit.required_tasks(h.settings.include_optional):
-            if task.cell != "x" and task.cell != "X":
-                _set_cell(h, sr, task, "x")
-            task.status = "done"
-    elif outcome.kind == FAILED and h.settings.leave_failed:
-        pass
-    else:
-        _set_cell(h, sr, unit.head, original_cell if len(original_cell) == 1 and original_cell != "-" else " ")
+    with interrupts.critical():  # steps 4-6 are never split by a Ctrl-C / SIGTERM
+        try:
+            with open(transcript, "ab") as fh:
+                fh.write(footer.encode("utf-8", "replace"))
+        except OSError:
+            pass  # a courtesy line for the tmux window; the state is the record
+        # 4: the human log.
+        try:
+            sr.progress.append(ProgressEntry(
+                spec=sr.name, iteration=h.attempts_run, task=unit.name, title=unit.title, outcome=label,
+                started_at=started_at, duration=duration, exit_code=exit_code, message=outcome.reason,
+                transcript=sr.rel(transcript), attempt=number, backend=backend.describe(),
+            ))
+        except OSError as exc:
+            h.say_once(f"progress:{sr.progress.path}",
+                       f"seqharness: cannot write the progress log {sr.progress.path}: "
+                       f"{exc.strerror or exc} (the state file still records every attempt)")
+        fault("progress-appended")
+        # 5: the state.
+        state = sr.state
+        record = state.task_record(unit.name)
+        attempts = record.get("attempts")
+        record.update({
+            "status": outcome.kind, "attempts": (attempts if isinstance(attempts, int) else 0) + 1,
+            "last_exit": exit_code, "last_reason": outcome.reason, "transcript": sr.rel(transcript),
+            "updated_at": now_iso(), "title": unit.title[:200], "title_sha": _title_key(unit.title),
+        })
+        iterations = state.data.get("iterations")
+        state.data["iterations"] = (iterations if isinstance(iterations, int) else 0) + 1
+        state.data["running"] = None
+        if outcome.kind == PASSED:
+            state.add_completed(unit.task_keys)
+            record["keys"] = unit.task_keys
+        elif outcome.kind == HALTED:
+            state.data.update({"halted": True, "halted_task": unit.name, "halted_at": now_iso(),
+                               "halt_question": outcome.question})
+        _save_state(sr)  # RunStopped here: step 6 is not written (no [x] without the pass)
+        fault("outcome-recorded")
+        # 6: tasks.md.
+        if outcome.kind == PASSED:
+            for task in unit.required_tasks(h.settings.include_optional):
+                if task.cell != "x" and task.cell != "X":
+                    _set_cell(h, sr, task, "x")
+                task.status = "done"
+        elif outcome.kind == FAILED and h.settings.leave_failed:
+            pass
+        else:
+            _set_cell(h, sr, unit.head,
+                      original_cell if len(original_cell) == 1 and original_cell != "-" else " ")
+        fault("ticked")
+
+
+def refresh_after_lock(sr: SpecRun) -> None:
+    """Bring the parsed tasks.md up to date once this run holds the spec's lock.
+
+    Collection read tasks.md (and the state) before the lock was taken; a run
+    that held the lock meanwhile (``--wait-lock``, or one that finished just
+    then) may have ticked boxes since.  When only checkbox cells differ, the
+    tasks are updated in place.  When task lines were added, removed or
+    rewritten, the units built at collection no longer match the file:
+    :class:`TaskFileError` asks for a new run.
+    """
+    old = sr.taskfile
+    try:
+        data = sr.tasks_path.read_bytes()
+    except OSError as exc:
+        raise TaskFileError(sr.tasks_path, 0, f"cannot read: {exc.strerror or exc}") from None
+    if data == old.data:
+        return
+    new = parse(data, old.path)
+    pairs = list(zip(old.tasks, new.tasks))
+    same = len(old.tasks) == len(new.tasks) and all(
+        a.line_start == b.line_start and a.cell_start == b.cell_start and a.cell_end == b.cell_end
+        and a.line_bytes[: a.cell_start - a.line_start] == b.line_bytes[: b.cell_start - b.line_start]
+        and a.line_bytes[a.cell_end - a.line_start:] == b.line_bytes[b.cell_end - b.line_start:]
+        for a, b in pairs)
+    if not same:
+        raise TaskFileError(sr.tasks_path, 0, "tasks.md changed while this run waited for the spec's lock "
+                            "(task lines added, removed or edited); run seqharness again")
+    for a, b in pairs:
+        a.cell, a.status, a.line_bytes = b.cell, b.status, b.line_bytes
+    old.data = data
 
 
 def reload_taskfile(sr: SpecRun) -> None:

@@ -492,6 +492,7 @@ def run_attempt(
     on_output: Callable[[bytes], bytes | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     stdin_text: str | None = None,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> AttemptResult:
     """Run *argv* once in a PTY and report how it ended.
 
@@ -504,7 +505,10 @@ def run_attempt(
     *should_stop()* returns true (``"interrupted"``); in every case the agent's
     whole process group is gone when this returns.  A KeyboardInterrupt inside
     the loop ends the group too and is re-raised.  *stdin_text*, if given, is
-    typed into the terminal, followed by EOF.
+    typed into the terminal, followed by EOF.  *on_spawn(pid)* is called once
+    the agent runs (its pid is its process group id); if it raises, the
+    group is ended and the exception propagates.  An error writing the
+    transcript (a full disk) likewise ends the group and propagates.
     """
     start = time.monotonic()
     if not argv:
@@ -546,6 +550,8 @@ def run_attempt(
             raise
         reason = "exited"
         try:
+            if on_spawn is not None:
+                on_spawn(attempt.pid)
             while True:
                 if attempt.leader_exited():
                     reason = "exited"

@@ -18,11 +18,13 @@ import contextlib
 import datetime as _dt
 import fcntl
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from seqharness.atomic import atomic_write
+from seqharness.faults import fault
 
 STATE_VERSION = 2
 STATE_NAME = "SEQUENTIAL_STATE.json"
@@ -110,13 +112,19 @@ class StateStore:
         base = empty_spec_state()
         if isinstance(entry, dict):
             base.update(entry)
-        if not isinstance(base.get("completed"), list):
-            base["completed"] = []
-        if not isinstance(base.get("tasks"), dict):
-            base["tasks"] = {}
-        if not isinstance(base.get("assignments"), dict):
-            base["assignments"] = {}
+        fixed = _sanitise(base)
+        if fixed:
+            self.notes.append(f"{self.path}: spec {self.spec_key!r}: unusable values reset "
+                              f"({', '.join(fixed)})")
         return base
+
+    def reload(self) -> None:
+        """Read this spec's entry again, e.g. after waiting for the run lock
+        (the run that held it has changed the state since collection)."""
+        notes = self.notes
+        self.notes = []
+        self.data = self._load_entry()
+        self.notes = list(dict.fromkeys(notes + self.notes))
 
     # -- writing -------------------------------------------------------------
     @contextlib.contextmanager
@@ -131,11 +139,33 @@ class StateStore:
     def save(self) -> None:
         """Write this spec's entry atomically, keeping every other spec's."""
         with self._file_lock():
+            if not self._swept:
+                self._sweep_temp_files()
             doc = self._read_file()
             doc["version"] = STATE_VERSION
             doc["specs"][self.spec_key] = self.data
             blob = json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
             atomic_write(self.path, blob.encode("utf-8"))
+        fault("state-saved")
+
+    _swept = False
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files of state writes that a killed process left behind.
+
+        Every state write happens under the lock we hold, so a temp file of
+        ours that exists now belongs to a writer that died mid-write.
+        """
+        self._swept = True
+        prefix = f".{STATE_NAME}."
+        try:
+            names = os.listdir(self.specs_dir)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.specs_dir / name)
 
     # -- convenience ---------------------------------------------------------
     def is_completed(self, key: str) -> bool:
@@ -156,3 +186,55 @@ class StateStore:
 
     def reset(self) -> None:
         self.data = empty_spec_state()
+
+
+def _sanitise(entry: dict[str, Any]) -> list[str]:
+    """Give every field the type this version uses; return the names reset.
+
+    The entry may come from an older or newer seqharness, from the original
+    script, or from a hand edit.  A value of the wrong type is replaced by
+    its empty value (and reported) rather than crashing the run later.
+    """
+    fixed = []
+    completed = entry.get("completed")
+    if not isinstance(completed, list) or not all(isinstance(k, str) for k in completed):
+        entry["completed"] = [k for k in completed if isinstance(k, str)] if isinstance(completed, list) else []
+        fixed.append("completed")
+    for key in ("tasks", "assignments"):
+        value = entry.get(key)
+        if not isinstance(value, dict):
+            entry[key] = {}
+            fixed.append(key)
+    tasks = entry["tasks"]
+    if not all(isinstance(v, dict) for v in tasks.values()):
+        entry["tasks"] = {k: v for k, v in tasks.items() if isinstance(v, dict)}
+        fixed.append("tasks")
+    running = entry.get("running")
+    if running is not None and not isinstance(running, dict):
+        entry["running"] = None
+        fixed.append("running")
+    elif isinstance(running, dict):
+        cell = running.get("cell")
+        if not isinstance(cell, str) or len(cell) != 1:
+            running["cell"] = " "
+    iterations = entry.get("iterations")
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+        entry["iterations"] = 0
+        if iterations not in (None, 0):
+            fixed.append("iterations")
+    until = entry.get("paused_until")
+    if until is not None and (not isinstance(until, (int, float)) or isinstance(until, bool)
+                              or not math.isfinite(until)):
+        entry["paused_until"] = None
+        fixed.append("paused_until")
+    if not isinstance(entry.get("halted"), bool):
+        entry["halted"] = bool(entry.get("halted")) and isinstance(entry.get("halted_task"), str)
+        fixed.append("halted")
+    for key in ("halted_task", "halt_question", "halted_at", "started_at", "completed_at"):
+        if entry.get(key) is not None and not isinstance(entry.get(key), str):
+            entry[key] = None
+            fixed.append(key)
+    if entry.get("plan") is not None and not isinstance(entry.get("plan"), dict):
+        entry["plan"] = None
+        fixed.append("plan")
+    return fixed
