@@ -1,0 +1,163 @@
+"""opencode (``opencode run --format json``).
+
+Command::
+
+    opencode run --format json --auto [EXTRA] -- WORD WORD WORD ...
+
+Traps this profile handles (measured with opencode 1.18.33, see ``notes/agent-clis.md``):
+
+* **The argv quoting quirk.**  ``opencode run`` joins its message arguments
+  with spaces and first wraps every argument that *contains a space* in
+  literal double quotes, escaping inner quotes (``"\\"Create the file...\\""``
+  reached the model).  A prompt with code in it would arrive full of ``\\"``.
+  Reading the prompt from stdin avoids that, but only when stdin is *not* a
+  terminal, and under the harness's PTY it is one.  So the prompt is split on
+  single spaces into words that contain none: opencode joins them back with
+  single spaces into exactly the original text (newlines stay inside words).
+  They come after ``--`` so a word starting with ``-`` is never an option.  A
+  prompt too large for the command line (or with a single word over 100 KB)
+  is replaced by an instruction to read the prompt file.
+* ``--auto`` approves permissions that are not explicitly denied (``run``
+  already let ``bash`` run without it; the flag makes that explicit).
+* Failures are an ``{"type":"error","error":{"name":"APIError","data":{"message":
+  ...,"statusCode":401,...}}}`` event and exit 1; 500s are retried for ~75 s
+  first.  A 429 there is a usage limit; its ``Retry-After`` response header,
+  when opencode passes it on, gives the reset.
+* Tool failures (``tool_use`` with ``state.status == "error"``) go back to the
+  model and are not fatal.
+
+The final text is the text parts of the last step that produced text (a
+``text`` event carries a whole part, sent once when the part is complete).
+Token and cost figures come from ``step_finish`` parts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from seqharness.backends import BackendContext
+from seqharness.limits import Limit, detect_limit, one_line, parse_reset, parse_retry_after
+from seqharness.profiles.base import (
+    ARGV_PROMPT_LIMIT,
+    CliProfile,
+    JsonLineReader,
+    LineReader,
+    TextTail,
+    prompt_pointer,
+)
+from seqharness.session import AttemptResult
+
+ARGV_TOTAL_LIMIT = 1_000_000  # bytes of words; Linux allows ~2 MB of argv + environment
+
+
+def prompt_words(ctx: BackendContext) -> list[str]:
+    """The prompt as space-free words that opencode joins back exactly."""
+    prompt = ctx.prompt
+    words = prompt.split(" ")
+    too_long = len(prompt.encode("utf-8", errors="replace")) > ARGV_TOTAL_LIMIT or any(
+        len(word) * 4 > ARGV_PROMPT_LIMIT and len(word.encode("utf-8", errors="replace")) > ARGV_PROMPT_LIMIT
+        for word in words
+    )
+    if too_long:
+        words = prompt_pointer(ctx).split(" ")
+    return words
+
+
+class OpencodeReader(JsonLineReader):
+    """Reads ``opencode run --format json`` events."""
+
+    def __init__(self, ctx: BackendContext, **kwargs: Any) -> None:
+        super().__init__(ctx, (), **kwargs)
+        self.step = TextTail()
+        self.error_name: str | None = None
+        self.error_status: int | None = None
+        self.error_message = ""
+        self.error_text = ""            # message + response body, for limit parsing
+        self.retry_after: str | None = None
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        part = event.get("part")
+        part = part if isinstance(part, dict) else {}
+        if kind == "step_start":
+            self.step = TextTail()
+        elif kind == "text":
+            text = part.get("text")
+            if isinstance(text, str) and text:
+                if self.step:
+                    self.step.append("\n")
+                self.step.append(text)
+                self.final = self.step
+        elif kind == "tool_use":
+            self.tool_calls += 1
+            state = part.get("state")
+            if isinstance(state, dict):
+                self.note_tool_output(state.get("output"))
+                if state.get("status") == "error":
+                    self.add_error(f"tool {part.get('tool')} failed: {state.get('error')}")
+        elif kind == "step_finish":
+            tokens = part.get("tokens")
+            if isinstance(tokens, dict):
+                for key in ("input", "output", "reasoning", "total"):
+                    self.add_usage(f"{key}_tokens", tokens.get(key))
+                cache = tokens.get("cache")
+                if isinstance(cache, dict):
+                    self.add_usage("cache_read_tokens", cache.get("read"))
+                    self.add_usage("cache_write_tokens", cache.get("write"))
+            self.add_usage("cost_usd", part.get("cost"))
+        elif kind == "error":
+            self._error(event.get("error"))
+
+    def _error(self, error: Any) -> None:
+        if not isinstance(error, dict):
+            error = {"name": "Error", "data": {"message": str(error)}}
+        data = error.get("data")
+        data = data if isinstance(data, dict) else {}
+        name = str(error.get("name") or "Error")
+        message = str(data.get("message") or error.get("message") or name)
+        status = data.get("statusCode")
+        self.error_name = name
+        self.error_status = status if isinstance(status, int) and not isinstance(status, bool) else None
+        self.error_message = message[:4000]
+        body = data.get("responseBody")
+        self.error_text = (message + "\n" + body if isinstance(body, str) else message)[:8000]
+        headers = data.get("responseHeaders")
+        if isinstance(headers, dict):
+            for key, value in headers.items():
+                if str(key).lower() == "retry-after":
+                    self.retry_after = str(value)
+        http = f" (HTTP {self.error_status})" if self.error_status else ""
+        self.add_error(f"{name}{http}: {message}")
+        self.fatal = f"opencode error: {name}{http}: {one_line(message, 300)}"
+
+
+class OpencodeBackend(CliProfile):
+    """``--backend opencode`` (extra arguments: ``--backend "opencode:-m mock/mock-model"``)."""
+
+    name = "opencode"
+    default_program = "opencode"
+
+    def base_argv(self, ctx: BackendContext) -> list[str]:
+        return [self.program(), "run", "--format", "json", "--auto"]
+
+    def prompt_argv(self, ctx: BackendContext) -> list[str]:
+        return ["--", *prompt_words(ctx)]
+
+    def reader(self, ctx: BackendContext) -> OpencodeReader:
+        return OpencodeReader(ctx)
+
+    def find_limit(self, result: AttemptResult, reader: LineReader) -> Limit | None:
+        if not isinstance(reader, OpencodeReader) or reader.error_name is None:
+            return None
+        if reader.error_status != 429 and not detect_limit(reader.error_text):
+            return None
+        now = datetime.now().astimezone()
+        resume = parse_retry_after(reader.retry_after, now) if reader.retry_after else None
+        if resume is None:
+            resume = parse_reset(reader.error_text, now)
+        http = f" (HTTP {reader.error_status})" if reader.error_status else ""
+        return Limit(f"opencode: usage limit{http}: {one_line(reader.error_message, 200)}", resume)
+
+
+__all__ = ["OpencodeBackend", "OpencodeReader", "prompt_words"]
