@@ -72,6 +72,11 @@ class StreamReader:
     def close(self) -> None:
         """The attempt ended: flush any partial line."""
 
+    @property
+    def stop_requested(self) -> str | None:
+        """A reason to end the attempt now (e.g. codex reconnecting forever), else None."""
+        return None
+
 
 class Backend:
     """Base class; subclasses override :meth:`invocation`, and structured
@@ -186,23 +191,20 @@ def registered_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
-# Named CLIs whose structured output parsing is not built yet.
-_PLANNED = ("claude", "codex", "opencode", "gemini", "aider", "kiro-cli")
-
-
 def resolve_backend(spec: str) -> Backend:
     """Build the backend named by a ``--backend`` value."""
     name, sep, rest = spec.partition(":")
     name = name.strip()
     if name in _REGISTRY:
         return _REGISTRY[name](rest if sep else "")
-    if name in _PLANNED:
-        raise BackendError(
-            f"backend {name!r} is not supported in this version yet; use a command backend, "
-            f"e.g. --backend \"cmd:{name} ... {{prompt}}\""
-        )
     known = ", ".join(["cmd:COMMAND", *registered_backends()])
     raise BackendError(f"unknown backend {spec!r} (known: {known})")
 
 
 register_backend("cmd", CommandBackend)
+
+# The built-in CLI profiles (claude, codex, opencode, gemini, aider, kiro-cli),
+# registered lazily: a profile module is imported only when it is used.
+from seqharness.profiles import register_builtin_profiles  # noqa: E402
+
+register_builtin_profiles()

@@ -36,6 +36,8 @@ def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcom
     if result.signal == "halt":
         question = (result.halt_context or "").strip() or "the agent asked for a human (no question given)"
         return Outcome(HALTED, "agent asked for human input", question=question)
+    if result.reason == "stopped":
+        return Outcome(FAILED, "the backend stopped the attempt")
     if result.reason == "timeout":
         return Outcome(FAILED, f"timeout: the agent ran longer than the --timeout ({result.duration:.0f}s) and was stopped")
     if result.reason == "idle":

@@ -104,7 +104,8 @@ _WINDOW_ID = re.compile(r"@[0-9]+", re.ASCII)
 _SESSION_ID = re.compile(r"\$[0-9]+", re.ASCII)
 
 # tmux error texts meaning "the thing is already gone" (tmux 3.x wording).
-_GONE_MARKERS = ("can't find", "no such", "no server running", "error connecting")
+_GONE_MARKERS = ("can't find", "no such", "no server running", "error connecting",
+                 "lost server", "server exited unexpectedly")  # the last two: server shutting down
 
 
 def _sanitize(text: str, unsafe: re.Pattern[str], fallback: str) -> str:

@@ -73,7 +73,6 @@ def test_prompt_placeholder_is_one_argument_even_with_spaces() -> None:
     ("cmd:", "needs a command"),
     ("cmd:agent 'unclosed", "cannot split"),
     ("nonsense", "unknown backend 'nonsense'"),
-    ("claude", "not supported in this version yet"),
 ])
 def test_bad_backend_specs(spec: str, message: str) -> None:
     with pytest.raises(BackendError, match=message):
