@@ -5,13 +5,16 @@
   path of a Ctrl-C: the agent's process group is ended (TERM, grace, KILL),
   the attempt is recorded as interrupted, the JUnit file is written, and the
   exit code is pytest's "interrupted", 2.
+* The first Ctrl-C / SIGTERM also switches to "stopping" (:func:`stopping`):
+  further ones print a note instead of interrupting the cleanup (the agent's
+  end, state, JUnit) - wherever they land, including inside pytest's own
+  handling of the first.  One exception: inside :func:`hurry_window` (the
+  grace period given to a SIGTERM'd agent) the next one still raises, so a
+  second Ctrl-C kills the agent at once instead of waiting.  ``kill -9``
+  always works, and is safe: see the write order in :mod:`seqharness.runner`.
 * Bookkeeping that must not be cut in half - the state and tasks.md writes
   around an attempt - runs inside :func:`critical`: a Ctrl-C or SIGTERM
   arriving there is held and takes effect right after the block.
-* Once the run is stopping (pytest's ``pytest_keyboard_interrupt``),
-  :func:`stopping` makes further Ctrl-C / SIGTERM print a note instead of
-  interrupting the cleanup (state, JUnit).  ``kill -9`` still works, and is
-  safe: see the write order in :mod:`seqharness.runner`.
 
 Signal handlers can only be set from the main thread; elsewhere these are
 no-ops (pytest runs items in the main thread).
@@ -29,25 +32,34 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _saved: dict[int, Any] = {}
 _noted = False
+_hurry = False  # inside hurry_window(): a signal while stopping still raises
 
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
+def _first(signum: int, frame: Any) -> None:
+    stopping()
     raise KeyboardInterrupt
 
 
 def install() -> None:
-    """Make SIGTERM raise KeyboardInterrupt (undo with :func:`restore`)."""
-    if not _main_thread() or signal.SIGTERM in _saved:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt once, then only :func:`_note`
+    (undo with :func:`restore`).  A SIGINT ignored by whoever started us
+    (``nohup``, a background job) stays ignored."""
+    if not _main_thread() or _saved:
         return
-    _saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
+        _saved[sig] = signal.signal(sig, _first)
 
 
 def _note(signum: int, frame: Any) -> None:
     global _noted
+    if _hurry:
+        raise KeyboardInterrupt
     if _noted:
         return
     _noted = True
@@ -76,6 +88,17 @@ def restore() -> None:
         signal.signal(sig, previous)
     _saved.clear()
     _noted = False
+
+
+@contextmanager
+def hurry_window() -> Iterator[None]:
+    """While waiting for something that a second Ctrl-C may cut short."""
+    global _hurry
+    previous, _hurry = _hurry, True
+    try:
+        yield
+    finally:
+        _hurry = previous
 
 
 @contextmanager

@@ -77,6 +77,11 @@ def _save_state(sr: SpecRun) -> None:
         raise RunStopped(f"cannot write the state file {sr.state.path}: {exc.strerror or exc}") from None
 
 
+#: A limit that is still there after this many waits in a row is not a
+#: limit we can wait out (a billing problem reported as one, say): halt.
+MAX_LIMITS_IN_A_ROW = 10
+
+
 @dataclass
 class AttemptRecord:
     number: int
@@ -132,6 +137,7 @@ def reconcile(h: Harness, sr: SpecRun) -> None:
     """
     state = sr.state
     dirty = False
+    _sweep_temp_files(sr)
     running = state.data.get("running")
     if isinstance(running, dict):
         name = running.get("unit")
@@ -155,6 +161,19 @@ def reconcile(h: Harness, sr: SpecRun) -> None:
                 if not task.done and task.cell != "x":
                     _set_cell(h, sr, task, "x")
                     task.status = "done"
+
+
+def _sweep_temp_files(sr: SpecRun) -> None:
+    """Remove temp files of tasks.md writes that a killed run left behind.
+
+    tasks.md is only written by the holder of the spec's lock, which is us,
+    so any ``.tasks.md.*.tmp`` next to it is from a writer that died.
+    """
+    for leftover in sr.tasks_path.parent.glob(f".{sr.tasks_path.name}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
 
 
 def _end_leftover_agent(h: Harness, running: dict) -> None:
@@ -285,6 +304,7 @@ def run_unit(h: Harness, sr: SpecRun, unit: Unit) -> UnitResult:
     previous: str | None = None
     number = 1
     backend = backend_for(h, sr, unit)
+    limits = 0
     while number <= settings.retries + 1:
         if not h.budget.take():
             h.budget_spent_at = unit.name
@@ -299,11 +319,17 @@ def run_unit(h: Harness, sr: SpecRun, unit: Unit) -> UnitResult:
         records.append(record)
         kind = record.outcome.kind
         if kind == LIMITED:
+            limits += 1
+            if limits > MAX_LIMITS_IN_A_ROW:
+                reason = f"usage limit reported {limits} times in a row; it does not lift"
+                return UnitResult(Outcome(HALTED, reason, question=record.outcome.reason + "; " + reason),
+                                  records, backend)
             h.budget.used -= 1          # a limit costs no iteration ...
             halt = schedule_pause(h, sr, record.outcome)
             if halt is not None:
                 return UnitResult(halt, records, backend)
             continue                    # ... and no retry: same attempt number
+        limits = 0
         if kind != FAILED:
             return UnitResult(record.outcome, records, backend)
         previous = record.outcome.reason
@@ -407,7 +433,8 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
             invocation.argv, cwd=str(sr.workdir), env=env, prompt=prompt,
             transcript_path=str(transcript), timeout=settings.timeout,
             idle_timeout=settings.idle_timeout, stdin_text=invocation.stdin_text,
-            on_output=reader.feed if reader is not None else None, on_spawn=spawned,
+            on_output=reader.feed if reader is not None else None,
+            stop_reason=(lambda: reader.stop_requested) if reader is not None else None, on_spawn=spawned,
         )
     except KeyboardInterrupt:
         try:

@@ -64,6 +64,7 @@ from typing import BinaryIO, Callable
 
 import pexpect
 
+from .interrupts import hurry_window
 from .signals import SignalScanner, strip_ansi
 
 __all__ = ["AttemptResult", "run_attempt", "group_alive"]
@@ -88,7 +89,7 @@ class AttemptResult:
     exit_status: int | None  # exit code, None if killed by a signal (or unknown)
     term_signal: int | None  # signal number if it died from one
     signal: str | None  # counted completion signal: "done" | "halt" | None
-    reason: str  # "exited" | "timeout" | "idle" | "interrupted" | "spawn-error"
+    reason: str  # "exited" | "timeout" | "idle" | "interrupted" | "stopped" | "spawn-error"
     duration: float  # seconds
     output_bytes: int
     tail: str  # last ~50 lines (max ~8 KB) of output, ANSI-stripped, for reports
@@ -370,11 +371,12 @@ class _Attempt:
         _killpg(self.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         end = time.monotonic() + grace
         try:
-            while self._group_alive():
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.pump(min(0.02, remaining))
+            with hurry_window():  # even while the run is stopping
+                while self._group_alive():
+                    remaining = end - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.pump(min(0.02, remaining))
         except KeyboardInterrupt:
             self.kill_group()
             raise
@@ -493,6 +495,7 @@ def run_attempt(
     should_stop: Callable[[], bool] | None = None,
     stdin_text: str | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    stop_reason: Callable[[], str | None] | None = None,
 ) -> AttemptResult:
     """Run *argv* once in a PTY and report how it ended.
 
@@ -502,7 +505,8 @@ def run_attempt(
     *on_output* returns are typed into the agent's terminal (dialog answers).  The attempt ends
     when the agent exits (reason ``"exited"``), after *timeout* s in total
     (``"timeout"``), after *idle_timeout* s without output (``"idle"``) or when
-    *should_stop()* returns true (``"interrupted"``); in every case the agent's
+    *should_stop()* returns true (``"interrupted"``) or *stop_reason()* returns a
+    reason (``"stopped"``: the backend's reader asked); in every case the agent's
     whole process group is gone when this returns.  A KeyboardInterrupt inside
     the loop ends the group too and is re-raised.  *stdin_text*, if given, is
     typed into the terminal, followed by EOF.  *on_spawn(pid)* is called once
@@ -559,6 +563,9 @@ def run_attempt(
                     break
                 if should_stop is not None and should_stop():
                     reason = "interrupted"
+                    break
+                if stop_reason is not None and stop_reason():
+                    reason = "stopped"       # the backend's reader asked (e.g. endless reconnects)
                     break
                 now = time.monotonic()
                 wait = POLL_INTERVAL
