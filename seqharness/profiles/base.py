@@ -296,6 +296,14 @@ class LineReader(StreamReader):
         return None
 
     @property
+    def final_text(self) -> str:
+        """The agent's final text as a string.  :mod:`seqharness.assign` reads
+        the answer from here (``getattr(reader, "final_text")``); without it, it
+        fell back to the raw output tail, where a JSON-streaming CLI's answer is
+        an escaped string inside an event and never parsed."""
+        return self.final.text()
+
+    @property
     def buffered(self) -> int:
         """Bytes held for an unfinished line (for memory checks)."""
         return len(self._partial)

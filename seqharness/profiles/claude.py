@@ -11,6 +11,11 @@ Traps this profile handles (measured with claude-code 2.1.197, see
   every tool call and still ends ``is_error: false`` with exit 0; the only trace
   is ``permission_denials`` in the ``result`` event.  Hence the bypass flag, and
   a non-empty ``permission_denials`` fails the task ("tools were denied: Bash").
+  The bypass flag wins over any ``--permission-mode`` (measured), so a user who
+  wants claude's own permission handling gives one in the extra arguments
+  (``--backend "claude:--permission-mode acceptEdits"``,
+  ``SEQHARNESS_CLAUDE_ARGS="--permission-mode default"``) and the profile then
+  leaves the bypass flag out.
 * **Root.**  ``--dangerously-skip-permissions`` is refused as root (exit 1)
   unless ``IS_SANDBOX=1``; it is set when ``os.geteuid() == 0``.
 * **API errors say "success".**  On an API error claude exits 1 with a result
@@ -186,9 +191,15 @@ class ClaudeBackend(CliProfile):
     default_program = "claude"
     dialogs = DIALOGS
 
+    def bypass(self) -> bool:
+        """Add ``--dangerously-skip-permissions``?  Not when the extra arguments
+        choose a permission mode (the bypass flag would silently override it)."""
+        return not any(arg == "--permission-mode" or arg.startswith("--permission-mode=")
+                       for arg in self.extra_args)
+
     def base_argv(self, ctx: BackendContext) -> list[str]:
-        return [self.program(), "-p", "--output-format", "stream-json", "--verbose",
-                "--dangerously-skip-permissions"]
+        argv = [self.program(), "-p", "--output-format", "stream-json", "--verbose"]
+        return argv + ["--dangerously-skip-permissions"] if self.bypass() else argv
 
     def prompt_argv(self, ctx: BackendContext) -> list[str]:
         return ["--", prompt_argument(ctx)]
@@ -197,7 +208,7 @@ class ClaudeBackend(CliProfile):
         return {"CLAUDE_CODE_MAX_RETRIES": "3"}
 
     def forced_env(self) -> dict[str, str]:
-        return {"IS_SANDBOX": "1"} if is_root() else {}
+        return {"IS_SANDBOX": "1"} if is_root() and self.bypass() else {}
 
     def reader(self, ctx: BackendContext) -> ClaudeReader:
         return ClaudeReader(ctx)

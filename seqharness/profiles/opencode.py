@@ -2,21 +2,25 @@
 
 Command::
 
-    opencode run --format json --auto [EXTRA] -- WORD WORD WORD ...
+    /bin/sh -c 'p=$1; shift; exec "$@" <"$p"' opencode-prompt PROMPT_FILE \
+        opencode run --format json --auto [EXTRA]
 
 Traps this profile handles (measured with opencode 1.18.33, see ``notes/agent-clis.md``):
 
-* **The argv quoting quirk.**  ``opencode run`` joins its message arguments
-  with spaces and first wraps every argument that *contains a space* in
-  literal double quotes, escaping inner quotes (``"\\"Create the file...\\""``
-  reached the model).  A prompt with code in it would arrive full of ``\\"``.
-  Reading the prompt from stdin avoids that, but only when stdin is *not* a
-  terminal, and under the harness's PTY it is one.  So the prompt is split on
-  single spaces into words that contain none: opencode joins them back with
-  single spaces into exactly the original text (newlines stay inside words).
-  They come after ``--`` so a word starting with ``-`` is never an option.  A
-  prompt too large for the command line (or with a single word over 100 KB)
-  is replaced by an instruction to read the prompt file.
+* **The prompt cannot go on the command line intact.**  ``opencode run`` joins
+  its message arguments with spaces and first wraps every argument that
+  *contains a space* in literal double quotes, escaping inner quotes
+  (``"\\"Create the file...\\""`` reached the model).  Splitting the prompt
+  into space-free words avoids that but hits the next trap: yargs turns every
+  word that looks like a number into a number (``1``, ``1.``, ``2e3``, ``-4``:
+  every numbered task line ``- [ ] 1. ...`` has one), and opencode then dies
+  with ``G.includes is not a function`` (exit 1, before any request).  The
+  prompt is therefore given on **stdin**, which opencode reads as the whole
+  message exactly when stdin is not a terminal: a tiny ``/bin/sh`` wrapper
+  (no text of the prompt or of the task ever reaches the shell: the file
+  name is ``$1`` and the command ``"$@"``) redirects stdin from the prompt
+  file and execs opencode, so stdout and stderr stay the PTY, the pid and
+  process group are opencode's, and there is no argv size limit.
 * ``--auto`` approves permissions that are not explicitly denied (``run``
   already let ``bash`` run without it; the flag makes that explicit).
 * Failures are an ``{"type":"error","error":{"name":"APIError","data":{"message":
@@ -38,30 +42,12 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, detect_limit, one_line, parse_reset, parse_retry_after
-from seqharness.profiles.base import (
-    ARGV_PROMPT_LIMIT,
-    CliProfile,
-    JsonLineReader,
-    LineReader,
-    TextTail,
-    prompt_pointer,
-)
+from seqharness.profiles.base import CliProfile, JsonLineReader, LineReader, TextTail
 from seqharness.session import AttemptResult
 
-ARGV_TOTAL_LIMIT = 1_000_000  # bytes of words; Linux allows ~2 MB of argv + environment
-
-
-def prompt_words(ctx: BackendContext) -> list[str]:
-    """The prompt as space-free words that opencode joins back exactly."""
-    prompt = ctx.prompt
-    words = prompt.split(" ")
-    too_long = len(prompt.encode("utf-8", errors="replace")) > ARGV_TOTAL_LIMIT or any(
-        len(word) * 4 > ARGV_PROMPT_LIMIT and len(word.encode("utf-8", errors="replace")) > ARGV_PROMPT_LIMIT
-        for word in words
-    )
-    if too_long:
-        words = prompt_pointer(ctx).split(" ")
-    return words
+# The prompt goes to opencode's stdin from the prompt file; "$1" and "$@" are
+# never parsed as shell text, so nothing of the prompt can reach the shell.
+STDIN_WRAPPER = ("/bin/sh", "-c", 'p=$1; shift; exec "$@" <"$p"', "opencode-prompt")
 
 
 class OpencodeReader(JsonLineReader):
@@ -139,10 +125,10 @@ class OpencodeBackend(CliProfile):
     default_program = "opencode"
 
     def base_argv(self, ctx: BackendContext) -> list[str]:
-        return [self.program(), "run", "--format", "json", "--auto"]
+        return [*STDIN_WRAPPER, ctx.prompt_file, self.program(), "run", "--format", "json", "--auto"]
 
     def prompt_argv(self, ctx: BackendContext) -> list[str]:
-        return ["--", *prompt_words(ctx)]
+        return []  # on stdin, from the prompt file (see STDIN_WRAPPER)
 
     def reader(self, ctx: BackendContext) -> OpencodeReader:
         return OpencodeReader(ctx)
@@ -160,4 +146,4 @@ class OpencodeBackend(CliProfile):
         return Limit(f"opencode: usage limit{http}: {one_line(reader.error_message, 200)}", resume)
 
 
-__all__ = ["OpencodeBackend", "OpencodeReader", "prompt_words"]
+__all__ = ["STDIN_WRAPPER", "OpencodeBackend", "OpencodeReader"]

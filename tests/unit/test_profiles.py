@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ from seqharness.profiles.claude import ClaudeBackend
 from seqharness.profiles.codex import CodexBackend, CodexReader
 from seqharness.profiles.gemini import GeminiBackend, http_status
 from seqharness.profiles.kirocli import KiroCliBackend
-from seqharness.profiles.opencode import OpencodeBackend, prompt_words
+from seqharness.profiles.opencode import OpencodeBackend
 from seqharness.session import AttemptResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,6 +178,15 @@ def test_claude_argv_non_root(monkeypatch: pytest.MonkeyPatch) -> None:
     assert inv.stdin_text is None
 
 
+@pytest.mark.parametrize("extra", ["--permission-mode default", "--permission-mode=acceptEdits"])
+def test_claude_with_a_permission_mode_leaves_the_bypass_flag_out(extra: str) -> None:
+    inv = ClaudeBackend(extra, environ=ENV).invocation(make_ctx())
+    assert inv.argv == ["claude", "-p", "--output-format", "stream-json", "--verbose",
+                        *extra.split(), "--", PROMPT]
+    inv = ClaudeBackend("", environ={**ENV, "SEQHARNESS_CLAUDE_ARGS": extra}).invocation(make_ctx())
+    assert "--dangerously-skip-permissions" not in inv.argv
+
+
 def test_claude_env_as_root_sets_is_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     env = ClaudeBackend("", environ={**ENV, "IS_SANDBOX": "0", "CLAUDE_CODE_MAX_RETRIES": "7"}).invocation(make_ctx()).env
@@ -248,19 +258,20 @@ def test_kiro_argv() -> None:
     assert KiroCliBackend("", environ=ENV).invocation(make_ctx("-x")).argv[-2:] == ["--", "-x"]
 
 
-@pytest.mark.parametrize("prompt", [
-    PROMPT,
-    'say "hi"  twice\n\n  indented line\twith tab',
-    " leading and trailing ",
-    "-starts with a dash --and --options",
-    "one",
-])
-def test_opencode_words_join_back_to_the_exact_prompt(prompt: str) -> None:
-    inv = OpencodeBackend("", environ=ENV).invocation(make_ctx(prompt))
-    assert inv.argv[:6] == ["opencode", "run", "--format", "json", "--auto", "--"]
-    words = inv.argv[6:]
-    assert all(" " not in word for word in words)  # opencode quotes only words with spaces
-    assert " ".join(words) == prompt
+def test_opencode_reads_the_prompt_from_the_prompt_file_on_stdin(tmp_path) -> None:
+    """opencode quotes argv words with spaces and turns numeric words ("1.") into
+    numbers (and crashes): the prompt goes to its stdin from the prompt file."""
+    inv = OpencodeBackend("--model m/x", environ=ENV).invocation(make_ctx(PROMPT))
+    assert inv.argv == ["/bin/sh", "-c", 'p=$1; shift; exec "$@" <"$p"', "opencode-prompt",
+                        "/tmp/spec/.seqharness/p.prompt.md",
+                        "opencode", "run", "--format", "json", "--auto", "--model", "m/x"]
+    assert all(PROMPT not in arg for arg in inv.argv)
+    # the wrapper really hands over the file as stdin and the words as argv, unparsed
+    prompt_file = tmp_path / "it's $(x) `y`.md"
+    prompt_file.write_text('- [ ] 1. say "hi"  $HOME\n')
+    argv = [*inv.argv[:4], str(prompt_file), "sh", "-c", 'cat; printf "<%s>" "$@"', "sh", "a b", "$c"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert out == '- [ ] 1. say "hi"  $HOME\n<a b><$c>'
 
 
 def test_an_oversized_prompt_is_passed_as_a_pointer_to_the_prompt_file() -> None:
@@ -270,9 +281,24 @@ def test_an_oversized_prompt_is_passed_as_a_pointer_to_the_prompt_file() -> None
         argv = backend.invocation(big).argv
         assert all(len(arg) < 1000 for arg in argv)
         assert any(big.prompt_file in arg for arg in argv)
-    words = prompt_words(make_ctx("y" * (ARGV_PROMPT_LIMIT + 1)))
-    assert big.prompt_file in words
-    assert prompt_words(make_ctx("word " * 50_000)) == ("word " * 50_000).split(" ")  # many words are fine
+    assert all(len(arg) < 1000 for arg in OpencodeBackend("", environ=ENV).invocation(big).argv)
+
+
+def test_reader_final_text_is_what_the_assignment_reads() -> None:
+    """assign.py reads ``reader.final_text``: the agent's answer, not the escaped
+    JSON string inside the CLI's event (which parse_answer cannot read)."""
+    from seqharness.assign import parse_answer
+
+    answer = '{"task": "1", "type": "ui", "owner": "gemini"}'
+    stream = jsonl({"type": "thread.started", "thread_id": "t"},
+                   {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": answer}},
+                   {"type": "turn.completed", "usage": {"input_tokens": 1}})
+    reader = CodexBackend("", environ=ENV).reader(make_ctx())
+    reader.feed(stream)
+    reader.close()
+    assert reader.final_text == answer
+    assert parse_answer(reader.final_text) == {"type": "ui", "owner": "gemini"}
+    assert parse_answer(stream.decode()) is None   # what it read before
 
 
 # --------------------------------------------------------------------------- claude
