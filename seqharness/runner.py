@@ -364,6 +364,8 @@ def wait_out_pause(h: Harness, sr: SpecRun) -> bool:
         return False
     left = until - time.time()
     if left > 0:
+        when = _dt.datetime.fromtimestamp(until).astimezone().isoformat(timespec="seconds")
+        h.say_once(f"pause:{until}", f"seqharness: usage limit: waiting until {when}")
         h.pause(left, getattr(h.view, "delay_tick", None))
     sr.state.data["paused_until"] = None
     sr.state.save()
@@ -551,7 +553,7 @@ def refresh_after_lock(sr: SpecRun) -> None:
     if data == old.data:
         return
     new = parse(data, old.path)
-    pairs = list(zip(old.tasks, new.tasks))
+    pairs = list(zip(old.tasks, new.tasks, strict=False))  # lengths compared below
     same = len(old.tasks) == len(new.tasks) and all(
         a.line_start == b.line_start and a.cell_start == b.cell_start and a.cell_end == b.cell_end
         and a.line_bytes[: a.cell_start - a.line_start] == b.line_bytes[: b.cell_start - b.line_start]
