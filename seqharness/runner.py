@@ -348,7 +348,7 @@ def schedule_pause(h: Harness, sr: SpecRun, outcome: Outcome) -> Outcome | None:
                                 f"({h.settings.limit_wait_max:.0f}s). Run seqharness again after the reset.")
     sr.state.data["paused_until"] = resume
     sr.state.save()
-    h.say(f"seqharness: {outcome.reason}; waiting until "
+    h.say_once(f"pause:{resume}", f"seqharness: {outcome.reason}; waiting until "
           f"{_dt.datetime.fromtimestamp(resume).astimezone().isoformat(timespec='seconds')}")
     return None
 
