@@ -34,6 +34,10 @@ def addoption(parser: pytest.Parser) -> None:
                          "`seqharness --timeout` too")
     group.addoption("--idle-timeout", dest="sh_idle_timeout", type=float, default=None,
                     help="end an attempt that prints nothing for this many seconds (default: none)")
+    group.addoption("--question-idle", dest="sh_question_idle", type=float, default=120.0,
+                    metavar="SECONDS",
+                    help="an agent silent this long with a question on its screen ('...?', [y/n], a menu) "
+                         "is blocked on a prompt: halt with that screen as the question (default 120; 0: off)")
     group.addoption("--granularity", dest="sh_granularity", choices=GRANULARITIES, default=None,
                     help="'parent': a task with its subtasks is one dispatch (default); 'leaf': every leaf task")
     group.addoption("--include-optional", dest="sh_include_optional", action="store_true", default=False,
@@ -114,6 +118,7 @@ class Settings:
     assign_opencode_agent: str | None = None
     assign_map: str | None = None
     assign_timeout: float = 300.0
+    question_idle: float | None = 120.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -157,6 +162,7 @@ class Settings:
             assign_opencode_agent=opt.sh_assign_opencode_agent,
             assign_map=opt.sh_assign_map,
             assign_timeout=opt.sh_assign_timeout,
+            question_idle=opt.sh_question_idle or None,
         )
         for name, value in (("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
                             ("--retries", settings.retries)):

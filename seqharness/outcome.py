@@ -33,6 +33,10 @@ def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcom
         return Outcome(INTERRUPTED, "interrupted by the user")
     if result.reason == "spawn-error":
         return Outcome(FAILED, f"could not start the agent: {result.error}")
+    if result.reason == "question":
+        screen = (result.tail or "").strip().splitlines()[-15:]
+        return Outcome(HALTED, "the agent is waiting for an answer to a question the harness does not know",
+                       question="\n".join(screen) or "(empty screen)")
     if result.signal == "halt":
         question = (result.halt_context or "").strip() or "the agent asked for a human (no question given)"
         return Outcome(HALTED, "agent asked for human input", question=question)

@@ -436,7 +436,8 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
             transcript_path=str(transcript), timeout=settings.timeout,
             idle_timeout=settings.idle_timeout, stdin_text=invocation.stdin_text,
             on_output=reader.feed if reader is not None else None,
-            stop_reason=(lambda: reader.stop_requested) if reader is not None else None, on_spawn=spawned,
+            stop_reason=(lambda: reader.stop_requested) if reader is not None else None,
+            question_idle=settings.question_idle, on_spawn=spawned,
         )
     except KeyboardInterrupt:
         try:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import codecs
 import errno
 import os
+import re
 import select
 import signal
 import termios
@@ -89,7 +90,7 @@ class AttemptResult:
     exit_status: int | None  # exit code, None if killed by a signal (or unknown)
     term_signal: int | None  # signal number if it died from one
     signal: str | None  # counted completion signal: "done" | "halt" | None
-    reason: str  # "exited" | "timeout" | "idle" | "interrupted" | "stopped" | "spawn-error"
+    reason: str  # "exited" | "timeout" | "idle" | "question" | "interrupted" | "stopped" | "spawn-error"
     duration: float  # seconds
     output_bytes: int
     tail: str  # last ~50 lines (max ~8 KB) of output, ANSI-stripped, for reports
@@ -238,6 +239,7 @@ class _Attempt:
         self.on_output = on_output
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.tail = bytearray()
+        self.question_checked = False
         self.output_bytes = 0
         self.eof = False
         self.last_output = time.monotonic()
@@ -324,6 +326,7 @@ class _Attempt:
                 self.pending_pos = 0
         self.scanner.feed(self.decoder.decode(chunk))
         self.tail += chunk
+        self.question_checked = False
         if len(self.tail) > TAIL_BYTES:
             del self.tail[: len(self.tail) - TAIL_BYTES]
 
@@ -480,6 +483,30 @@ def _spawn_error(message: str, start: float) -> AttemptResult:
     )
 
 
+_QUESTION_END = re.compile(
+    r"(\?\s*$|\[[yYnN]/[yYnN]\]\s*:?\s*$|\([yY](es)?/[nN]o?\)\s*:?\s*$|press enter|"
+    r"^\s*[❯›>]\s*\d+\.\s)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def looks_like_question(tail: bytes) -> bool:
+    """Does the end of the screen look like a prompt waiting for an answer?
+
+    The agent has printed nothing for a while and its last non-empty lines end
+    in ``?``, ``[y/n]``, ``(yes/no)``, "Press Enter", or show a numbered menu
+    with a cursor (``❯ 1. Yes``): an interactive question no dialog rule
+    knows.  Conservative on purpose: a false positive turns a slow agent into
+    a halt, so only a question-shaped last screen counts.
+    """
+    text = strip_ansi(tail.decode("utf-8", "replace")).replace("\r", "\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()][-6:]
+    if not lines:
+        return False
+    return _QUESTION_END.search(lines[-1]) is not None or any(
+        re.match(r"^\s*[❯›]\s*\d+\.\s", ln) for ln in lines)
+
+
 def run_attempt(
     argv: list[str],
     *,
@@ -496,6 +523,7 @@ def run_attempt(
     stdin_text: str | None = None,
     on_spawn: Callable[[int], None] | None = None,
     stop_reason: Callable[[], str | None] | None = None,
+    question_idle: float | None = None,
 ) -> AttemptResult:
     """Run *argv* once in a PTY and report how it ended.
 
@@ -506,7 +534,9 @@ def run_attempt(
     when the agent exits (reason ``"exited"``), after *timeout* s in total
     (``"timeout"``), after *idle_timeout* s without output (``"idle"``) or when
     *should_stop()* returns true (``"interrupted"``) or *stop_reason()* returns a
-    reason (``"stopped"``: the backend's reader asked); in every case the agent's
+    reason (``"stopped"``: the backend's reader asked), or when the agent has
+    been silent for *question_idle* s with a question on its screen
+    (``"question"``, see :func:`looks_like_question`); in every case the agent's
     whole process group is gone when this returns.  A KeyboardInterrupt inside
     the loop ends the group too and is re-raised.  *stdin_text*, if given, is
     typed into the terminal, followed by EOF.  *on_spawn(pid)* is called once
@@ -581,6 +611,11 @@ def run_attempt(
                         reason = "idle"
                         break
                     wait = min(wait, left)
+                if question_idle is not None and now - attempt.last_output >= question_idle:
+                    if not attempt.question_checked and looks_like_question(bytes(attempt.tail[-2048:])):
+                        reason = "question"     # blocked on a prompt nobody will answer
+                        break
+                    attempt.question_checked = True
                 attempt.pump(wait)
             attempt.terminate_group(kill_grace)
             attempt.drain(EXIT_DRAIN, EXIT_QUIET)

@@ -541,7 +541,7 @@ class CliProfile(Backend):
         """
         if not isinstance(reader, LineReader):
             return plain_interpret(result, trust_exit_code=trust_exit_code)
-        if result.reason in ("interrupted", "spawn-error"):
+        if result.reason in ("interrupted", "spawn-error", "question"):
             return plain_interpret(result, trust_exit_code=trust_exit_code)
         stop = reader.stop_requested
         if (stop and result.reason != "exited") or result.reason == "stopped":

@@ -477,3 +477,17 @@ def test_live_view_on_a_terminal(project: Project) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_unknown_blocking_question_becomes_a_halt_with_the_screen(project: Project) -> None:
+    project.spec("feature", """
+        - [ ] 1. Asks and waits
+          - fake-agent: ask
+        - [ ] 2. Later
+        """)
+    res = project.run(".kiro/specs/feature", "--question-idle", "1")
+    assert res.ret == 2, res.output
+    state = project.state()["specs"]["feature"]
+    assert state["halted_task"] == "1"
+    assert "Apply the migration? [y/n]" in state["halt_question"]
+    assert [c["task"] for c in project.agent_calls()] == ["1"]

@@ -476,3 +476,19 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+@pytest.mark.parametrize("screen, expected", [
+    (b"Working...\r\nApply the migration? [y/n] ", True),
+    (b"Do you trust this folder?\r\n", True),
+    (b"\x1b[1m\xe2\x9d\xaf 1. Yes, I trust this folder\x1b[0m\r\n  2. No, exit\r\n", True),
+    (b"Continue (yes/no): ", True),
+    (b"Press Enter to continue", True),
+    (b"running tests\r\n42 passed\r\n", False),
+    (b'{"type":"message","content":"Is this right?"}\r\n', False),
+    (b"", False),
+])
+def test_looks_like_question(screen: bytes, expected: bool) -> None:
+    from seqharness.session import looks_like_question
+
+    assert looks_like_question(screen) is expected
