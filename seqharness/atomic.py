@@ -40,9 +40,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
     The temporary file is created next to *path* so the rename never crosses a
     filesystem.  On any error the temporary file is removed and the original
     file is left untouched.  *mode* defaults to the existing file's permission
-    bits (so a rewrite of ``tasks.md`` keeps them), else 0o644.
+    bits (so a rewrite of ``tasks.md`` keeps them), else 0o644.  A symlink is
+    written through (its target is replaced, the link stays a link).
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
     folder = target.parent
     if mode is None:
         try:

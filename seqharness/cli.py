@@ -66,6 +66,8 @@ def check_spec_path(arg: str) -> str | None:
     if not os.access(path, os.R_OK):
         return f"{path}: permission denied"
     if path.is_dir():
+        if (path / "tasks.md").exists() and not (path / "tasks.md").is_file():
+            return f"{path / 'tasks.md'}: not a regular file"
         if (path / "tasks.md").is_file():
             if not os.access(path / "tasks.md", os.R_OK):
                 return f"{path / 'tasks.md'}: permission denied"
@@ -75,6 +77,10 @@ def check_spec_path(arg: str) -> str | None:
         return f"{path}: no tasks.md in this folder (expected a spec folder such as .kiro/specs/<feature>)"
     if path.is_file() and path.name != "tasks.md" and path.suffix == ".md":
         return f"{path}: not a tasks.md file"
+    if path.name != "tasks.md":
+        return f"{path}: not a spec folder or a tasks.md file"
+    if not path.is_file():
+        return f"{path}: not a regular file"
     return None
 
 
@@ -111,7 +117,30 @@ def main(argv: list[str] | None = None) -> int:
                 args = [f"--rootdir={root}", *args]
     if "-p" not in args or "seqharness.plugin" not in args:
         args = ["-p", "seqharness.plugin", *args]
-    return int(pytest.main(args))
+    problem = _unreadable_folder(args)
+    if problem:
+        return _usage(problem)
+    try:
+        return int(pytest.main(args))
+    except OSError as exc:  # pytest reading its configuration (before any hook of ours)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _usage(f"{where}{exc.strerror or exc}")
+
+
+def _unreadable_folder(args: list[str]) -> str | None:
+    """pytest looks for its config files inside a folder given as an argument
+    before any plugin hook runs; an unreadable spec folder would end in its
+    traceback, so it is checked here."""
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        path = Path(arg.split("::")[0])
+        try:
+            if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+                return f"{path}: permission denied"
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,7 +82,7 @@ class StateStore:
             raise StateError(f"{self.path}: cannot read state file: {exc.strerror}") from None
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
             # Keep the unreadable file for the human, start afresh.
             backup = self.path.with_suffix(".json.corrupt")
             with contextlib.suppress(OSError):

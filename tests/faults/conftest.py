@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .faultkit import FaultProject, Stats, kill_marked, kill_tmux, new_project
+from .faultkit import Stats, kill_marked, kill_tmux, new_project
 
 STATS = Stats()
 

@@ -19,9 +19,9 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from conftest import SCHEMA, _base_env, fake_backend, seqharness_command  # tests/conftest.py
 
@@ -132,6 +132,11 @@ class FaultProject:
     def tasks_path(self, name: str) -> Path:
         return self.root / ".kiro" / "specs" / name / "tasks.md"
 
+    def tmux_out(self, *args: str) -> str:
+        assert self.tmux_socket
+        return subprocess.run(["tmux", "-L", self.tmux_socket, *args], capture_output=True, text=True,
+                              errors="replace", timeout=10).stdout
+
 
 def new_project(tmp_path: Path, *, tmux: bool = False) -> FaultProject:
     root = tmp_path / "repo"
@@ -159,7 +164,7 @@ def tasks_intact(original: bytes, current: bytes, allowed: bytes = CHECKBOX_CHAR
     if len(current) != len(original):
         return f"length changed: {len(original)} -> {len(current)} bytes"
     cells = {t.cell_start for t in parse(original).tasks if t.cell_end - t.cell_start == 1}
-    for offset, (a, b) in enumerate(zip(original, current)):
+    for offset, (a, b) in enumerate(zip(original, current, strict=True)):
         if a == b:
             continue
         if offset not in cells:

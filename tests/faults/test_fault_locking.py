@@ -101,10 +101,10 @@ def test_two_specs_run_at_the_same_time_without_touching_each_other(fproject: Fa
             except (OSError, ValueError):
                 time.sleep(0.005)
                 continue
-            for name in seen:
+            for name, before in list(seen.items()):
                 now = doc.get("specs", {}).get(name, {}).get("completed", [])
-                if len(now) < len(seen[name]):
-                    shrunk.append(f"{name}: {seen[name]} -> {now}")
+                if len(now) < len(before):
+                    shrunk.append(f"{name}: {before} -> {now}")
                 seen[name] = now
             time.sleep(0.005)
 
