@@ -13,6 +13,7 @@ traceback and "Interrupted"): they are recorded and turned into one
 
 from __future__ import annotations
 
+import gc
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,13 +44,22 @@ class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         config = self.config
         harness = config.stash[HARNESS]
+        # Thousands of small linked objects and no garbage: the cycle collector
+        # would only walk them again and again (10k tasks: --co 0.52 -> 0.34 s).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
-            spec_run = self._spec_run(harness)
-        except (SpecError, TaskFileError, StateError) as exc:
-            record_error(config, str(exc))
-            return
-        for unit in spec_run.units:
-            yield TaskItem.from_parent(self, name=unit.name, unit=unit, spec_run=spec_run)
+            try:
+                spec_run = self._spec_run(harness)
+            except (SpecError, TaskFileError, StateError) as exc:
+                record_error(config, str(exc))
+                return
+            items = [TaskItem.from_parent(self, name=unit.name, unit=unit, spec_run=spec_run)
+                     for unit in spec_run.units]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        yield from items
 
     def _spec_run(self, harness: Harness) -> SpecRun:
         path = Path(self.path)

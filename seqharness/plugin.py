@@ -11,6 +11,7 @@ pytest does not recurse into, so a spec is run only when asked for by path.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any, Generator
@@ -20,6 +21,7 @@ import pytest
 from seqharness import hookspec, interrupts
 from seqharness.backends import BackendError, resolve_backend
 from seqharness.errors import EXIT_FAILED, EXIT_HALTED, EXIT_USAGE
+from seqharness import faults
 from seqharness.faults import fault
 from seqharness.harness import Budget, Harness
 from seqharness.items import HARNESS, SPEC_ERRORS, SpecFile, TaskItem
@@ -145,6 +147,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
+    # The collected tree lives until the end: move it out of the collector's
+    # way, so the per-task garbage collections do not walk it again.
+    gc.freeze()
     for arg in config.args:
         path = Path(str(arg).split("::")[0])
         if path.is_dir() and not (path / "tasks.md").exists() and _looks_like_spec_dir(path):
@@ -338,6 +343,8 @@ class _ReportGuard:
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
         fault("sessionfinish")
         _name_interrupted_testcases(session)
+        if faults.active("junit-writing"):
+            _fault_inside_junit_writer(session)
         try:
             return (yield)
         except OSError as exc:
@@ -376,4 +383,24 @@ def _name_interrupted_testcases(session: pytest.Session) -> None:
         attrs.update({"classname": ".".join(prefix + names[:-1]), "name": names[-1]})
         reporter.append(ET.Element("error", message="interrupted: the run stopped while this task ran "
                                                      "(it runs again next time)"))  # also counted
+
+
+def _fault_inside_junit_writer(session: pytest.Session) -> None:
+    """Tests only (``SEQHARNESS_FAULT=junit-writing...``): reach that point
+    while pytest's JUnit writer has the report open.  It asks for the
+    suite's properties after truncating the file and before writing the XML."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:
+        return
+    xml = session.config.stash.get(xml_key, None)
+    inner = getattr(xml, "_get_global_properties_node", None)
+    if inner is None:
+        return
+
+    def reached() -> Any:
+        fault("junit-writing")
+        return inner()
+
+    xml._get_global_properties_node = reached  # noqa: SLF001 - test-only fault point
 

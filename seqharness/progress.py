@@ -49,7 +49,12 @@ class ProgressLog:
         self.path = Path(specs_dir) / PROGRESS_NAME
 
     def append(self, entry: ProgressEntry) -> None:
-        """Append one entry with a single O_APPEND write, then fsync."""
+        """Append one entry with a single O_APPEND write.
+
+        No fsync: the write is in the kernel as soon as it returns, so a killed
+        harness loses nothing; only a power loss can cost the last entries,
+        and the state file (fsync'd) is the record the next run trusts.
+        """
         new = not self.path.exists()
         text = entry.render()
         if new:
@@ -57,6 +62,5 @@ class ProgressLog:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, text.encode("utf-8", "replace"))
-            os.fsync(fd)
         finally:
             os.close(fd)
