@@ -34,8 +34,14 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None,
+                 durable: bool = True) -> None:
     """Replace *path* with *data* atomically (temp file, fsync, rename, fsync dir).
+
+    With ``durable=False`` both fsyncs are skipped: the rename is still atomic
+    for every reader and survives the writer being killed (the data is in the
+    kernel), but a power loss may bring back the previous file.  For records
+    that only matter while the writing process lives.
 
     The temporary file is created next to *path* so the rename never crosses a
     filesystem.  On any error the temporary file is removed and the original
@@ -55,7 +61,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         fault("tmp-written")
         os.replace(tmp, target)
@@ -66,4 +73,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
             pass
         raise
     fault("renamed")
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)

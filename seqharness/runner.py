@@ -3,13 +3,13 @@
 Order of writes for one attempt (chosen so that a crash between any two of
 them leaves a state from which the next run does the right thing):
 
-1. state: ``running`` = this unit and the checkbox it had      (atomic)
-2. tasks.md: the head's checkbox becomes ``[-]``                 (atomic)
+1. state: ``running`` = this unit and the checkbox it had      (atomic, not durable)
+2. tasks.md: the head's checkbox becomes ``[-]``                 (atomic, not durable)
 3. the agent runs; its output streams into the transcript
-4. progress log: the attempt's entry                             (append+fsync)
+4. progress log: the attempt's entry                             (one append)
 5. state: outcome recorded, ``completed`` extended on a pass,
-   ``running`` cleared                                           (atomic)
-6. tasks.md: ``[x]`` on a pass, the old checkbox restored otherwise (atomic)
+   ``running`` cleared                                           (atomic, durable)
+6. tasks.md: ``[x]`` on a pass, the old checkbox restored otherwise (atomic, durable)
 
 Step 1 also records a random token, and once the agent is spawned (step 3)
 the state is saved again with the agent's process group id (``pgid``); the
@@ -26,8 +26,14 @@ agent runs with ``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment.
 A pass is therefore never lost and never run twice once step 5 is on disk.
 
 "Atomic" is :func:`seqharness.atomic.atomic_write`: temp file in the same
-folder, flush, fsync, rename, fsync of the folder.  The progress log is one
-``O_APPEND`` write plus fsync per entry.  Steps 1-2 and 4-6 run inside
+folder, flush, rename; "durable" adds the fsync of the file and of the folder.
+Steps 1-3's records (``running``, the ``pgid``, ``[-]``) matter only while
+this process or its agent lives: a killed harness leaves them in the kernel,
+and a power loss that drops them also ends the agent, after which a stale
+``[-]`` reads as "not done" anyway.  So only the outcome (5, 6) pays for
+fsyncs: two durable writes per attempt, the floor crash safety needs.  The
+progress log is one ``O_APPEND`` write per entry (a killed harness loses
+nothing of it; the state is the record the next run trusts).  Steps 1-2 and 4-6 run inside
 :func:`seqharness.interrupts.critical`, so a Ctrl-C or SIGTERM never splits
 them (``kill -9`` can, and the list above covers it).
 
@@ -70,9 +76,9 @@ class RunStopped(Exception):
     """
 
 
-def _save_state(sr: SpecRun) -> None:
+def _save_state(sr: SpecRun, *, durable: bool = True) -> None:
     try:
-        sr.state.save()
+        sr.state.save(durable=durable)
     except OSError as exc:
         raise RunStopped(f"cannot write the state file {sr.state.path}: {exc.strerror or exc}") from None
 
@@ -101,7 +107,7 @@ class UnitResult:
         return self.attempts[-1] if self.attempts else None
 
 
-def _set_cell(h: Harness, sr: SpecRun, task: Task, cell: str) -> None:
+def _set_cell(h: Harness, sr: SpecRun, task: Task, cell: str, *, durable: bool = True) -> None:
     """Write one checkbox; a concurrent edit of tasks.md is reported, not fatal.
 
     The state file is the source of truth, so losing a checkbox update costs
@@ -112,7 +118,7 @@ def _set_cell(h: Harness, sr: SpecRun, task: Task, cell: str) -> None:
     if len(task.cell.encode("utf-8")) != 1:
         return  # multi-byte cells (e.g. an emoji) are never rewritten
     try:
-        set_status(sr.tasks_path, task, cell)
+        set_status(sr.tasks_path, task, cell, durable=durable)
     except TaskFileError as exc:
         h.say_once(f"stale:{sr.tasks_path}", f"seqharness: not updating checkboxes: {exc}")
         return
@@ -409,28 +415,30 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     token = new_token()
     running = {"unit": unit.name, "cell": head.cell, "pid": os.getpid(), "since": now_iso(),
                "token": token, "pgid": None}
-    with interrupts.critical():
-        sr.state.data["running"] = running
-        _save_state(sr)
-        fault("running-recorded")
-        _set_cell(h, sr, head, "-")
-        fault("marked")
     env = dict(os.environ if invocation.env is None else invocation.env)
     env[TOKEN_ENV] = token
 
     def spawned(pid: int) -> None:
         running["pgid"] = pid  # the agent is a session leader: pid == pgid
-        _save_state(sr)
+        _save_state(sr, durable=False)
         fault("agent-started")
 
     window = None
-    if h.tmux is not None:
-        window = _open_window(h, unit, transcript)
     view = h.view
-    if view is not None:
-        view.attempt_started(sr, unit, number, transcript)
     started_at = now_iso()
     try:
+        # A Ctrl-C held during steps 1-2 is raised right after them, and is
+        # recorded like one that arrives while the agent runs.
+        with interrupts.critical():
+            sr.state.data["running"] = running
+            _save_state(sr, durable=False)
+            fault("running-recorded")
+            _set_cell(h, sr, head, "-", durable=False)
+            fault("marked")
+        if h.tmux is not None:
+            window = _open_window(h, unit, transcript)
+        if view is not None:
+            view.attempt_started(sr, unit, number, transcript)
         result = run_attempt(
             invocation.argv, cwd=str(sr.workdir), env=env, prompt=prompt,
             transcript_path=str(transcript), timeout=settings.timeout,

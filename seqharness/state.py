@@ -136,8 +136,12 @@ class StateStore:
         finally:
             os.close(fd)  # closing releases the flock
 
-    def save(self) -> None:
-        """Write this spec's entry atomically, keeping every other spec's."""
+    def save(self, *, durable: bool = True) -> None:
+        """Write this spec's entry atomically, keeping every other spec's.
+
+        ``durable=False`` skips the fsyncs (see :func:`atomic_write`): for the
+        ``running`` record, which only matters while this process lives.
+        """
         with self._file_lock():
             if not self._swept:
                 self._sweep_temp_files()
@@ -147,7 +151,7 @@ class StateStore:
             # Compact: json's C encoder only runs without indent (4x faster at
             # 500 task records), and the file is rewritten a few times per task.
             blob = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
-            atomic_write(self.path, blob.encode("utf-8"))
+            atomic_write(self.path, blob.encode("utf-8"), durable=durable)
             self._last_written = (doc, self._signature())
         fault("state-saved")
 

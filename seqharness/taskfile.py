@@ -790,7 +790,7 @@ def _locate(data: bytes, task: Task, path: str) -> int:
     )
 
 
-def set_status(path: str | os.PathLike[str], task: Task, cell: str) -> bytes:
+def set_status(path: str | os.PathLike[str], task: Task, cell: str, *, durable: bool = True) -> bytes:
     """Write *cell* into *task*'s status box on disk; return the new file bytes.
 
     The file is re-read, the task's line is checked against the fingerprint
@@ -822,5 +822,5 @@ def set_status(path: str | os.PathLike[str], task: Task, cell: str) -> bytes:
     if old == new_b:
         return data
     out = data[: start + rel] + new_b + data[start + rel + 1 :]
-    atomic_write(p, out)
+    atomic_write(p, out, durable=durable)
     return out
