@@ -52,6 +52,8 @@ POINTS = {
     "ticked": "step 6 done: tasks.md updated",
     "delay": "inside --delay between attempts",
     "sessionfinish": "the run is over; JUnit and the final state are about to be written",
+    "junit-writing": "inside pytest's JUnit writer: the report file is open and truncated, "
+                     "its XML not yet written",
 }
 
 _ERRNO = {"enospc": errno.ENOSPC, "eacces": errno.EACCES, "eio": errno.EIO}
@@ -89,6 +91,11 @@ def _load() -> dict[str, list[tuple[int | None, str]]] | None:
 
 
 _plan = _load()
+
+
+def active(name: str) -> bool:
+    """Does ``SEQHARNESS_FAULT`` name this point?  (For points that need a hook installed.)"""
+    return _plan is not None and name in _plan
 
 
 def fault(name: str) -> None:

@@ -47,8 +47,11 @@ def test_agent_ignoring_sigterm_is_killed(fproject: FaultProject) -> None:
     res = fproject.run(".kiro/specs/feature", "--timeout", "1")
     assert res.ret == 1, res.output
     assert _reason(fproject).startswith("timeout:")
-    # --timeout, then the 3 s grace after SIGTERM, then SIGKILL.
-    assert res.duration < 20
+    # --timeout 1, then the 3 s grace after SIGTERM, then SIGKILL: the attempt
+    # (as timed by seqharness, in the progress log) is over well within 6 s.
+    progress = (fproject.root / ".kiro/specs/SEQUENTIAL_PROGRESS.md").read_text()
+    attempt = float(re.search(r"- duration: ([0-9.]+)s", progress).group(1))
+    assert 3.5 < attempt < 6, attempt
     assert not any(alive(p) for p in _agent_pids(fproject))
     assert not marked_processes(fproject.mark)
 

@@ -31,8 +31,12 @@ from .faultkit import (
 STUBBORN_AGENT = r'''
 import os, signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# The helper is a tool started with nohup: it ignores SIGHUP as well, so the
+# hangup the kernel sends when the agent dies does not end it; only a signal
+# to the whole process group does.
 helper = subprocess.Popen([sys.executable, "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "signal.signal(signal.SIGHUP, signal.SIG_IGN); time.sleep(120)"])
 with open(os.environ["PIDS_FILE"], "w") as fh:
     fh.write(f"{os.getpid()} {helper.pid}")
 print("working; ignoring SIGTERM", flush=True)
@@ -134,6 +138,33 @@ def test_ctrl_c_pressed_again_and_again_during_cleanup(fproject: FaultProject, t
         proc.send_signal(signal.SIGINT)
         time.sleep(gap)
     _check_interrupted(fproject, proc, pids, report, sent_at, original, stats)
+
+
+@pytest.mark.parametrize("point", ["running-recorded", "progress-appended", "outcome-recorded"])
+def test_first_interrupt_inside_the_bookkeeping_waits_for_it(fproject: FaultProject, tmp_path: Path,
+                                                            stats: Stats, point: str) -> None:
+    """A Ctrl-C that lands among the writes of an attempt (injected at *point*)
+    takes effect only once they are done: a pass the agent made is recorded
+    and ticked, never thrown away half-written; before the agent started, the
+    attempt is recorded as interrupted and its box restored."""
+    spec = fproject.spec("feature", "- [ ] 1. One\n- [ ] 2. Two\n")
+    report = tmp_path / "report.xml"
+    res = fproject.run(".kiro/specs/feature", "--junitxml", str(report),
+                       env={"SEQHARNESS_FAULT": f"{point}@1=int"})
+    stats.signals += 1
+    assert res.ret == 2, res.output
+    assert not res.has_traceback(), res.output
+    state = fproject.spec_state("feature")
+    assert state["running"] is None, state
+    if point == "running-recorded":
+        assert fproject.agent_calls() == []
+        assert state["tasks"]["1"]["status"] == "interrupted" and state["completed"] == []
+        assert (spec / "tasks.md").read_text() == "- [ ] 1. One\n- [ ] 2. Two\n"
+    else:
+        assert [c["task"] for c in fproject.agent_calls()] == ["1"]
+        assert state["completed"] == ["1"], state
+        assert (spec / "tasks.md").read_text() == "- [x] 1. One\n- [ ] 2. Two\n"
+    validate_junit(report)
 
 
 def test_sigterm_during_the_delay_stops_cleanly(fproject: FaultProject, tmp_path: Path, stats: Stats) -> None:
