@@ -410,14 +410,27 @@ class _Attempt:
             time.sleep(0.01)
 
     def _group_alive(self) -> bool:
+        """Does the agent's group still have a live member?
+
+        Cheap in the common case: a running leader is a live member, and once
+        it has exited and is reaped, ``killpg(pgid, 0)`` failing proves the
+        group empty.  Reaping it is safe: Linux keeps a pid number reserved
+        while any process still has it as its process group id, so the number
+        cannot be handed to an unrelated process while we may signal the
+        group.  Only when ``killpg`` succeeds is ``/proc`` scanned, because
+        zombie members (exited, waiting for init) answer ``killpg`` too.
+        """
+        if not self.leader_exited():
+            return True
+        self._isalive()  # reap the leader
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         members = _proc_group_members(self.pid)
-        if members is not None:
-            return bool(members)
-        # No /proc: the unreaped zombie leader would keep killpg(pid, 0) true,
-        # so reap it first once it has exited.
-        if self.leader_exited():
-            self._isalive()
-        return group_alive(self.pid)
+        return bool(members) if members is not None else True
 
     def reap(self) -> tuple[int | None, int | None]:
         """Collect the leader's exit status (bounded wait)."""
