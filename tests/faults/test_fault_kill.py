@@ -204,7 +204,7 @@ def test_kill9_anywhere_in_a_run_then_a_fresh_run_recovers(tmp_path: Path, stats
     assert not clean["problems"] and not clean["killed"], clean
     span = max(1.0, duration)  # the calibration ran to the end: one whole run
     plans = [(p, {"fault": p, "kill_after": None}) for p in NAMED_POINTS]
-    times = sorted(rng.uniform(0.05, span * 1.1) for _ in range(RANDOM_KILLS))
+    times = sorted(rng.uniform(0.05, span * 0.9) for _ in range(RANDOM_KILLS))
     plans += [(f"random@{t:.3f}s", {"fault": None, "kill_after": t}) for t in times]
     plans.append(("while-agent-3-runs", {"fault": None, "kill_after": None, "kill_when_running": "3"}))
     with ThreadPoolExecutor(max_workers=3) as pool:

@@ -81,15 +81,18 @@ def test_lock_left_by_a_killed_run_is_recovered(fproject: FaultProject) -> None:
 
 
 def test_two_specs_run_at_the_same_time_without_touching_each_other(fproject: FaultProject) -> None:
-    """Both runs write the one shared state file.  Every state write is slowed
-    down inside its critical section (SEQHARNESS_FAULT ... sleep), so without
-    the state file's lock one run would overwrite the other's entry with an
-    old copy; a watcher reading the file all along checks that no spec's
-    ``completed`` list ever shrinks."""
-    tasks = "".join(f"- [ ] {i}. Task {i}\n" for i in range(1, 7))
+    """Both runs write the one shared state file.  alpha's writes are slowed
+    down between reading the file and renaming the new one over it, and beta
+    pauses after recording each outcome (SEQHARNESS_FAULT ... sleep; different
+    rhythms, so the runs do not fall into lockstep): without the state file's
+    lock, alpha would put back an old copy of beta's entry, and that copy would
+    stay long enough for a watcher, reading the file all along, to see beta's
+    ``completed`` list shrink."""
+    tasks = "".join(f"- [ ] {i}. Task {i}\n" for i in range(1, 9))
     fproject.spec("alpha", tasks)
     fproject.spec("beta", tasks)
-    slow_writes = {"SEQHARNESS_FAULT": "tmp-written@*=sleep:0.04"}
+    slow_writer = {"SEQHARNESS_FAULT": "tmp-written@*=sleep:0.15"}
+    pausing = {"SEQHARNESS_FAULT": "outcome-recorded@*=sleep:0.3"}
     seen: dict[str, list[str]] = {"alpha": [], "beta": []}
     shrunk: list[str] = []
     stop = threading.Event()
@@ -99,20 +102,20 @@ def test_two_specs_run_at_the_same_time_without_touching_each_other(fproject: Fa
             try:
                 doc = json.loads(fproject.state_path.read_text())
             except (OSError, ValueError):
-                time.sleep(0.005)
+                time.sleep(0.001)
                 continue
             for name, before in list(seen.items()):
                 now = doc.get("specs", {}).get(name, {}).get("completed", [])
                 if len(now) < len(before):
                     shrunk.append(f"{name}: {before} -> {now}")
                 seen[name] = now
-            time.sleep(0.005)
+            time.sleep(0.001)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        a = fproject.start(".kiro/specs/alpha", env=slow_writes)
-        b = fproject.start(".kiro/specs/beta", env=slow_writes)
+        a = fproject.start(".kiro/specs/alpha", env=slow_writer)
+        b = fproject.start(".kiro/specs/beta", env=pausing)
         out_a, err_a = a.communicate(timeout=120)
         out_b, err_b = b.communicate(timeout=120)
     finally:
@@ -122,11 +125,11 @@ def test_two_specs_run_at_the_same_time_without_touching_each_other(fproject: Fa
     assert b.returncode == 0, out_b + err_b
     assert not shrunk, shrunk
     state = fproject.state()["specs"]
-    assert state["alpha"]["completed"] == [str(i) for i in range(1, 7)]
-    assert state["beta"]["completed"] == [str(i) for i in range(1, 7)]
+    assert state["alpha"]["completed"] == [str(i) for i in range(1, 9)]
+    assert state["beta"]["completed"] == [str(i) for i in range(1, 9)]
     for name in ("alpha", "beta"):
         assert fproject.tasks_path(name).read_text() == tasks.replace("[ ]", "[x]")
     calls = [c["task"] for c in fproject.agent_calls()]
-    assert sorted(calls) == sorted([str(i) for i in range(1, 7)] * 2)
+    assert sorted(calls) == sorted([str(i) for i in range(1, 9)] * 2)
     progress = (fproject.root / ".kiro/specs/SEQUENTIAL_PROGRESS.md").read_text()
-    assert progress.count("· alpha · task") == 6 and progress.count("· beta · task") == 6
+    assert progress.count("· alpha · task") == 8 and progress.count("· beta · task") == 8
