@@ -38,8 +38,8 @@ def tmux_fproject(tmp_path: Path):
         pytest.skip("tmux is not installed")
     project = new_project(tmp_path, tmux=True)
     yield project
+    kill_tmux(project)  # first, so the server removes its socket file
     kill_marked(project.mark)
-    kill_tmux(project)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

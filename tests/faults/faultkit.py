@@ -154,8 +154,15 @@ def new_project(tmp_path: Path, *, tmux: bool = False) -> FaultProject:
 
 
 def kill_tmux(project: FaultProject) -> None:
+    """Kill the test's private tmux server and remove its socket file (tmux 3.3
+    leaves it behind on kill-server)."""
     if project.tmux_socket and shutil.which("tmux"):
         subprocess.run(["tmux", "-L", project.tmux_socket, "kill-server"], capture_output=True, timeout=10)
+        folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        try:
+            (folder / project.tmux_socket).unlink()
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------- checks
@@ -274,7 +281,9 @@ def alive(pid: int) -> bool:
 
 
 def kill_marked(mark: str) -> None:
-    """Teardown safety net: SIGKILL whatever a failed test left behind (ours only)."""
+    """Teardown safety net: SIGKILL whatever a failed test left behind (ours only).
+    Kill a test's tmux server with :func:`kill_tmux` first: SIGKILL would leave its
+    socket file behind."""
     for pid in marked_processes(mark, include_viewers=True):
         try:
             os.kill(pid, signal.SIGKILL)

@@ -174,8 +174,8 @@ def _trial(base: Path, label: str, *, fault: str | None, kill_after: float | Non
             problems.append(f"orphan processes after recovery: {orphans}")
         return findings
     finally:
+        kill_tmux(project)  # first, so the server removes its socket file
         kill_marked(project.mark)
-        kill_tmux(project)
 
 
 def _record(stats: Stats, results: list[dict]) -> list[str]:
