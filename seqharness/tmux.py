@@ -135,6 +135,17 @@ def sanitize_window_name(text: str) -> str:
     return _sanitize(text, _WINDOW_UNSAFE, DEFAULT_WINDOW_NAME)
 
 
+def _task_windows(listing: str) -> list[str]:
+    """Task window ids, oldest first, from ``list-windows -F '#{window_id} #{@role}'``
+    output (the placeholder window is not a task window)."""
+    ids = []
+    for line in listing.splitlines():
+        wid, _, role = line.partition(" ")
+        if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
+            ids.append(wid)
+    return sorted(ids, key=lambda w: int(w[1:]))
+
+
 class TmuxError(Exception):
     """A tmux command failed, timed out, or the tmux binary could not be run."""
 
@@ -334,12 +345,7 @@ class TmuxView:
             ";", "list-windows", "-t", f"={self.session}:",
             "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
         )  # fmt: skip
-        ids = []
-        for line in out.splitlines():
-            wid, _, role = line.partition(" ")
-            if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
-                ids.append(wid)
-        self._windows = sorted(ids, key=lambda w: int(w[1:]))
+        self._windows = _task_windows(out)
 
     def kill_session(self) -> None:
         """Kill the session; nothing happens if it (or its server) is already gone."""
@@ -424,12 +430,7 @@ class TmuxView:
             "list-windows", "-t", f"={self.session}:",
             "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
         )  # fmt: skip
-        ids = []
-        for line in out.splitlines():
-            wid, _, role = line.partition(" ")
-            if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
-                ids.append(wid)
-        return sorted(ids, key=lambda w: int(w[1:]))
+        return _task_windows(out)
 
     def capture(self, window_id: str, *, escapes: bool = False, history: bool = False) -> str:
         """The window's rendered screen as text (``capture-pane -p -J``).
