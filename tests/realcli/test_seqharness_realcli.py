@@ -219,8 +219,15 @@ def test_pass_fail_halt_and_limit(cli, cli_paths, cli_home, model_server, netns)
     env = sh_env(cli_home, cli)
     # Both specs at once: the limit run mostly waits.  --limit-wait-default: codex
     # and claude do not pass the server's reset time on (their 429 text has none).
+    seen = len(model_server.requests())
     limit_run = Launched(netns, limit, ["--backend", cli, "--max-iterations", "1",
                                         "--limit-wait-default", "4"], env, work, f"{cli} limit")
+    # Start the second run once the first CLI has reached the model: opencode
+    # migrates its SQLite database on first start, and two first starts in one
+    # HOME at the same moment race ("Failed query: CREATE TABLE `workspace`").
+    deadline = time.monotonic() + 60
+    while len(model_server.requests()) <= seen and time.monotonic() < deadline:
+        time.sleep(0.1)
     main_run = Launched(netns, main, ["--backend", cli, "--maxfail", "9"], env, work, f"{cli} main")
     m = main_run.wait()
     lim = limit_run.wait()
