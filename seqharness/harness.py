@@ -9,7 +9,6 @@ parsed file, units, state store, lock and paths.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -134,13 +133,3 @@ class Harness:
 
 def stamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

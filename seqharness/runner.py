@@ -64,7 +64,7 @@ from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token
 from seqharness.reporting import clean_text
 from seqharness.session import AttemptResult, run_attempt
 from seqharness.state import now_iso
-from seqharness.taskfile import Task, TaskFileError, load, parse, set_status
+from seqharness.taskfile import Task, TaskFileError, parse, set_status
 from seqharness.units import Unit
 
 
@@ -574,8 +574,3 @@ def refresh_after_lock(sr: SpecRun) -> None:
     for a, b in pairs:
         a.cell, a.status, a.line_bytes = b.cell, b.status, b.line_bytes
     old.data = data
-
-
-def reload_taskfile(sr: SpecRun) -> None:
-    """Re-read tasks.md (used when the file changed under us)."""
-    sr.taskfile = load(sr.tasks_path)
