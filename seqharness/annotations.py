@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple
@@ -298,18 +298,23 @@ def prose_depends(text: str) -> list[str]:
 
 #: The dominant annotation shape, ``- _Key: value_``, in one match.  The scanner
 #: tries it first; everything else (key-only italics, wrapped values, inline,
-#: bold) goes through :func:`annotate`.
+#: bold) goes through :func:`annotate`.  Both repeats are greedy on purpose: a
+#: lazy key or value makes the engine retry the rest of the pattern at every
+#: character (2.6x slower).  The key cannot cross the first colon and the value
+#: must end at the line's last ``_``, so greedy and lazy match the same lines and
+#: differ only in the blanks before the colon and before the closing ``_``,
+#: which the caller strips (``key.rstrip(" ")``, ``value.rstrip(" \t")``).
 FAST_LINE_RE = re.compile(
-    r"(?:[-*+][ \t]+)?_([^\W_][\w ]{0,39}?)[ \t]*[:：][ \t]*(?!_)(.*?)[ \t]*_[ \t]*$"
+    r"(?:[-*+][ \t]+)?_([^\W_][\w ]{0,39})[ \t]*[:：][ \t]*(?!_)(.*)_[ \t]*$"
 )
-_KEY_CACHE: dict[str, str] = {}
+KEY_CACHE: dict[str, str] = {}
 
 
 def cached_norm(key: str) -> str:
     """:func:`normalize_key`, memoised: a file repeats the same few keys thousands of times."""
-    norm = _KEY_CACHE.get(key)
+    norm = KEY_CACHE.get(key)
     if norm is None:
-        norm = _KEY_CACHE[key] = normalize_key(key)
+        norm = KEY_CACHE[key] = normalize_key(key)
     return norm
 
 
@@ -353,73 +358,76 @@ Report = Callable[[int, str, str], None]
 
 
 def derive(
-    tasks: list[Task], prose: dict[int, list[str]], waves: list[tuple[int, str]], report: Report
+    todo: Iterable[Task],
+    tasks: list[Task],
+    prose: dict[int, list[str]],
+    waves: list[tuple[int, str]],
+    report: Report,
 ) -> None:
-    """Fill ``requirements`` and ``depends`` from annotations, prose and the wave graph.
+    """Build ``requirements`` and ``depends`` of the *todo* tasks; apply the wave graph.
 
-    Done after the scan because the wave graph usually comes *before* the tasks
-    it names.  Split requirement values are cached: the same list is typically
-    repeated on many tasks.  ``depends`` ends up de-duplicated, in first-seen
-    order, and never names the task itself.
+    The scanner fills ``requirements`` itself from the dominant closed
+    one-line shape (most tasks); *todo* are the tasks it could not finish that
+    way (a wrapped, inline, bold or prose annotation, or a ``depends`` key).
+    Their fields are rebuilt here from all their annotations, in order, once
+    wrapped values are complete.  The wave graph is applied here because it
+    usually comes *before* the tasks it names.  Split requirement values are
+    cached: the same list is typically repeated on many tasks.  ``depends``
+    ends up de-duplicated, in first-seen order, and never names the task itself.
     """
     req_cache: dict[str, list[str]] = {}
-    touched: list[Task] = []
-    for t in [t for t in tasks if t.annotations]:
+    for t in todo:
+        reqs: list[str] = []
+        deps: list[str] = []
         for ann in t.annotations:
             if ann.norm == "requirements":
                 items = req_cache.get(ann.value)
                 if items is None:
                     items = req_cache[ann.value] = split_requirements(ann.value)
-                t.requirements.extend(items)
+                reqs.extend(items)
             elif ann.norm == "depends":
-                t.depends.extend(split_depends(ann.value))
-                touched.append(t)
-    for index, ids in prose.items():
-        tasks[index].depends.extend(ids)
-        touched.append(tasks[index])
+                deps.extend(split_depends(ann.value))
+        deps.extend(prose.get(t.index, ()))
+        t.requirements = reqs
+        t.depends = [d for d in dict.fromkeys(deps) if d != t.id]
     if waves:
         by_id: dict[str, list[Task]] = {}
         for t in tasks:
             if t.id is not None:
                 by_id.setdefault(t.id, []).append(t)
         for line, text in waves:
-            touched.extend(apply_waves(by_id, line, text, report))
-    for t in touched:
-        t.depends = [d for d in dict.fromkeys(t.depends) if d != t.id]
+            apply_waves(by_id, line, text, report)
 
 
-def apply_waves(by_id: dict[str, list[Task]], line: int, text: str, report: Report) -> list[Task]:
+def apply_waves(by_id: dict[str, list[Task]], line: int, text: str, report: Report) -> None:
     """``{"waves":[{"tasks":[…]}, …]}``: each task of wave k depends on all of wave k-1.
 
     Real files also write a wave as a bare list (``[["1","2"],["3"]]``) and ids
     as numbers (``"tasks": [1, 2]``); both are accepted.  Anything unreadable is
     reported, never raised: a broken graph must not stop the tasks from running.
-    Returns the tasks whose ``depends`` grew.
     """
     try:
         doc = json.loads(text)
     except ValueError as exc:
         report(line, "wave_graph_invalid", f"dependency graph JSON does not parse: {exc}")
-        return []
+        return
     waves = doc.get("waves") if isinstance(doc, dict) else None
     if waves is None:
-        return []
+        return
     if not isinstance(waves, list):
         report(line, "wave_graph_invalid", "dependency graph 'waves' is not a list")
-        return []
+        return
     ids_per_wave: list[list[str]] = []
     for wave in waves:
         items = wave.get("tasks") if isinstance(wave, dict) else wave
         if not isinstance(items, list):
             report(line, "wave_graph_invalid", "a wave has no 'tasks' list; graph ignored")
-            return []
+            return
         ids_per_wave.append([norm_wave_id(x) for x in items if isinstance(x, (str, int))])
-    touched: list[Task] = []
     for prev, cur in pairwise(ids_per_wave):
         for tid in cur:
             for t in by_id.get(tid, ()):
                 t.wave_depends.extend(p for p in prev if p != t.id and p not in t.wave_depends)
-    return touched
 
 
 def norm_wave_id(x: str | int) -> str:

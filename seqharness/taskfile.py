@@ -46,11 +46,13 @@ from typing import NamedTuple
 
 from seqharness.annotations import (
     FAST_LINE_RE,
+    KEY_CACHE,
     Annotation,
     Wrap,
     annotate,
     cached_norm,
     derive,
+    split_requirements,
 )
 from seqharness.atomic import atomic_write
 
@@ -236,6 +238,8 @@ def split_lines(data: bytes) -> list[bytes]:
 
 def _dominant_newline(data: bytes) -> bytes:
     """The most frequent terminator (CRLF wins ties); ``b"\\n"`` for a file without one."""
+    if b"\r" not in data:  # the common case, one memchr instead of three counts
+        return b"\n"
     crlf = data.count(b"\r\n")
     lf = data.count(b"\n") - crlf
     cr = data.count(b"\r") - crlf
@@ -283,6 +287,17 @@ _TASK_RE = re.compile(
     r"(\d+(?:\.\d+)+|[A-Z]\d+(?:\.\d+)*|\d+(?=\*?[.:)])|(?(6)\d+(?=\*\*)|(?!))|(?(7)\d+|(?!)))"  # 8
     r"(\*(?!\*))?([.:)])?(\*\*)?(:)?)(?=[ \t]|$))?"  # 9 star, 10 terminator, 11 bold, 12 colon
     r"[ \t]*(.*)",  # 13 title
+    re.ASCII,
+)
+# The dominant shape, ``- [ ] 1.1 Title`` / ``- [x]* 3. Title``, matched first
+# at half the cost of _TASK_RE.  Whenever it matches, _TASK_RE matches too, with
+# the same indent, cell, optional star, id, terminator and title: its first id
+# alternative is the same greedy dotted number, and a bare number followed by
+# "." is its third; the trailing "[ \t]+" stands for _TASK_RE's lookahead.
+# Anything else (other bullets, cells, bold or prefixed ids, "1.1*", "1.1:",
+# no id) fails here and takes _TASK_RE.  The test suite pins the equivalence.
+_TASK_FAST_RE = re.compile(
+    r"([ \t]*)-[ \t]+\[([ xX~/\-])\](\*)?[ \t]+(\d+(?:\.\d+)+|\d+(?=\.))(\.)?[ \t]+(.*)",
     re.ASCII,
 )
 _CELL_FAST: dict[str, tuple[str, str]] = {k: (k, v) for k, v in STATUS_BY_CELL.items()}
@@ -377,6 +392,9 @@ class _Scan(NamedTuple):
     diags: list[Diagnostic]
     prose: dict[int, list[str]]  # task index -> ids from "depends on …" prose
     waves: list[tuple[int, str]]  # (line, JSON text) of wave-graph fences
+    #: tasks whose requirements/depends derive() must (re)build: the scan fills
+    #: ``requirements`` itself only from the closed one-line annotation shape
+    rederive: dict[int, Task]
 
 
 def _width(indent: str) -> int:
@@ -403,9 +421,11 @@ def _scan(data: bytes) -> _Scan:
     first_ids: dict[str, Task] = {}
     prose: dict[int, list[str]] = {}
     waves: list[tuple[int, str]] = []
+    rederive: dict[int, Task] = {}
+    req_cache: dict[str, list[str]] = {}
     lines = split_lines(data)
     if not lines:
-        return _Scan(tasks, diags, prose, waves)
+        return _Scan(tasks, diags, prose, waves, rederive)
     bom = 3 if data.startswith(_BOM) else 0
     tlines = _text_lines(data, bom)
     del tlines[len(lines) :]  # "a\n".split("\n") has a trailing ""
@@ -428,10 +448,12 @@ def _scan(data: bytes) -> _Scan:
     region_owner: Task | None = None
     capture: list[str] | None = None
     task_match = _TASK_RE.match
+    task_fast = _TASK_FAST_RE.match
     cell_fast = _CELL_FAST
     special = _SPECIAL_FIRST
     task_first = _TASK_FIRST
     ann_fast = FAST_LINE_RE.match
+    key_cache = KEY_CACHE
     for lineno, t in enumerate(tlines[skip:] if skip else tlines, skip + 1):
         if region:
             if region == 1:
@@ -459,96 +481,118 @@ def _scan(data: bytes) -> _Scan:
             if c in task_first:
                 # ---- task line (R4-R6)
                 if "[" in s:
-                    m = task_match(t)
+                    m = task_fast(t)
                     if m is not None:
-                        g = m.groups()
-                        cs = cell_fast.get(g[2]) or _odd_cell(g, lineno, diags)
-                        if cs is not None:
-                            title = g[12].strip()
-                            optional = g[3] is not None
-                            if g[4] is not None:
-                                tid: str | None = g[7]
-                                raw_id: str | None = g[4]
-                                if g[8] is not None:
-                                    optional = True
-                            else:
-                                tid = raw_id = None
-                                if title[:1] in "*0123456789" and title and _BAD_ID_RE.match(title):
+                        # the dominant shape; same result as _TASK_RE (see _TASK_FAST_RE)
+                        gi, cell, star, tid, dot, title = m.groups()
+                        cs = cell_fast[cell]
+                        title = title.strip()
+                        optional = star is not None
+                        raw_id = tid if dot is None else tid + dot
+                        cpos = m.start(2)
+                    else:
+                        cs = None
+                        m = task_match(t)
+                        if m is not None:
+                            g = m.groups()
+                            cs = cell_fast.get(g[2]) or _odd_cell(g, lineno, diags)
+                            if cs is not None:
+                                gi = g[0]
+                                cpos = m.start(3)
+                                title = g[12].strip()
+                                optional = g[3] is not None
+                                if g[4] is not None:
+                                    tid = g[7]
+                                    raw_id = g[4]
+                                    if g[8] is not None:
+                                        optional = True
+                                else:
+                                    tid = raw_id = None
+                                    if title[:1] in "*0123456789" and title and _BAD_ID_RE.match(title):
+                                        diags.append(
+                                            Diagnostic(
+                                                lineno,
+                                                "malformed_id",
+                                                f"title starts like an id but is not one: {title[:20]!r}",
+                                            )
+                                        )
+                                if g[1] != "-":
+                                    code = (
+                                        "ordered_list_checkbox"
+                                        if g[1][:1].isdigit()
+                                        else "star_or_plus_bullet"
+                                    )
                                     diags.append(
                                         Diagnostic(
                                             lineno,
-                                            "malformed_id",
-                                            f"title starts like an id but is not one: {title[:20]!r}",
+                                            code,
+                                            f"checkbox on a {g[1]!r} list item accepted as a task",
                                         )
                                     )
-                            if g[1] != "-":
-                                code = (
-                                    "ordered_list_checkbox"
-                                    if g[1][:1].isdigit()
-                                    else "star_or_plus_bullet"
-                                )
+                    if cs is not None:
+                        w = _width(gi) if "\t" in gi else len(gi)
+                        raw = lines[lineno - 1]
+                        line_start = offsets[lineno - 1]
+                        # The text before the cell is ASCII: char offset == byte offset.
+                        cell_start = line_start + cpos + (bom if lineno == 1 else 0)
+                        if len(cs[0]) == 1 and cs[1] != "unknown":
+                            cell_end = cell_start + 1
+                        else:  # measure in the bytes: an invalid byte decodes to 3
+                            cell_end = line_start + raw.index(b"]", cell_start - line_start)
+                        if wrap is not None:
+                            _unclosed(diags, wrap)
+                            wrap = None
+                        while st and st[-1].indent >= w:
+                            st.pop()
+                        parent = st[-1] if st else None
+                        by_id = False
+                        if tid is not None and "." in tid:
+                            by_prefix = section_ids.get(tid.rpartition(".")[0])
+                            if by_prefix is not None and by_prefix is not parent:
+                                if parent is None:
+                                    parent = by_prefix
+                                    by_id = True
+                                else:
+                                    diags.append(Diagnostic(lineno, "indent_id_conflict",
+                                        f"task {tid} is indented under line {parent.line} but its "
+                                        f"id points to line {by_prefix.line}; indentation wins"))  # fmt: skip
+                        task = Task(
+                            len(tasks), lineno, line_start, raw, cell_start, cell_end,
+                            cs[0], cs[1], optional, tid, raw_id, title, w,
+                            0 if parent is None else parent.depth + 1, parent, [], by_id, [], [], [], [], [],
+                            section, in_summary,
+                        )  # fmt: skip
+                        if tid is not None:
+                            section_ids[tid] = task
+                            first = first_ids.setdefault(tid, task)
+                            if first is not task:
                                 diags.append(
                                     Diagnostic(
                                         lineno,
-                                        code,
-                                        f"checkbox on a {g[1]!r} list item accepted as a task",
+                                        "duplicate_id",
+                                        f"task id {tid} also on line {first.line}; both kept",
                                     )
                                 )
-                            w = _width(g[0]) if "\t" in g[0] else len(g[0])
-                            raw = lines[lineno - 1]
-                            line_start = offsets[lineno - 1]
-                            # The text before the cell is ASCII: char offset == byte offset.
-                            cell_start = line_start + m.start(3) + (bom if lineno == 1 else 0)
-                            if len(cs[0]) == 1 and cs[1] != "unknown":
-                                cell_end = cell_start + 1
-                            else:  # measure in the bytes: an invalid byte decodes to 3
-                                cell_end = line_start + raw.index(b"]", cell_start - line_start)
-                            if wrap is not None:
-                                _unclosed(diags, wrap)
-                                wrap = None
-                            while st and st[-1].indent >= w:
-                                st.pop()
-                            parent = st[-1] if st else None
-                            by_id = False
-                            if tid is not None and "." in tid:
-                                by_prefix = section_ids.get(tid.rpartition(".")[0])
-                                if by_prefix is not None and by_prefix is not parent:
-                                    if parent is None:
-                                        parent = by_prefix
-                                        by_id = True
-                                    else:
-                                        diags.append(Diagnostic(lineno, "indent_id_conflict",
-                                            f"task {tid} is indented under line {parent.line} but its "
-                                            f"id points to line {by_prefix.line}; indentation wins"))  # fmt: skip
-                            task = Task(
-                                len(tasks), lineno, line_start, raw, cell_start, cell_end,
-                                cs[0], cs[1], optional, tid, raw_id, title, w,
-                                0 if parent is None else parent.depth + 1, parent, [], by_id, [], [], [], [], [],
-                                section, in_summary,
-                            )  # fmt: skip
-                            if tid is not None:
-                                section_ids[tid] = task
-                                first = first_ids.setdefault(tid, task)
-                                if first is not task:
-                                    diags.append(
-                                        Diagnostic(
-                                            lineno,
-                                            "duplicate_id",
-                                            f"task id {tid} also on line {first.line}; both kept",
-                                        )
-                                    )
-                            if parent is not None:
-                                parent.children.append(task)
-                            st.append(task)
-                            tasks.append(task)
-                            if pending:
-                                pending.clear()
-                            last_owner = task
-                            if "<!--" in s and "-->" not in s[s.rfind("<!--") :]:
-                                region, region_start, region_owner = 2, lineno, task
-                            if "_" in title or "**" in title or "epend" in title:
-                                annotate(task, title, lineno, w, False, prose)
-                            continue
+                        if parent is not None:
+                            parent.children.append(task)
+                        st.append(task)
+                        tasks.append(task)
+                        if pending:
+                            pending.clear()
+                        last_owner = task
+                        if "<!--" in s and "-->" not in s[s.rfind("<!--") :]:
+                            region, region_start, region_owner = 2, lineno, task
+                        # annotate() on a title only looks for an inline
+                        # annotation closing it, a bold property form and
+                        # "depends on" prose; test for those first.
+                        if (
+                            title[-1:] == "_"
+                            or "epend" in title
+                            or ("**" in title and ("**V" in title or "**P" in title or "**v" in title))
+                        ):
+                            annotate(task, title, lineno, w, False, prose)
+                            rederive[task.index] = task
+                        continue
             elif c == "`" or c == "~":
                 # ---- fence opening (R2.2)
                 if s[:3] in ("```", "~~~"):
@@ -664,16 +708,33 @@ def _scan(data: bytes) -> _Scan:
                 continue
             _unclosed(diags, wrap)
             wrap = None
-        if "_" in s:
-            m = ann_fast(s) if "_" in s[:6] else None
+        if "_" in s[:6]:
+            m = ann_fast(s)
             if m is not None:  # the common "- _Requirements: 1.1, 2.3_" shape
                 key, value = m.groups()
-                norm = cached_norm(key)
+                key = key.rstrip(" ")
+                value = value.rstrip(" \t")
+                norm = key_cache.get(key) or cached_norm(key)
                 owner.annotations.append(Annotation(key, norm, value, lineno))
+                if norm == "requirements":
+                    items = req_cache.get(value)
+                    if items is None:
+                        items = req_cache[value] = split_requirements(value)
+                    owner.requirements.extend(items)
+                elif norm == "depends":
+                    rederive[owner.index] = owner
             else:
                 wrap = annotate(owner, s, lineno, width, True, prose)
-        elif "**" in s or "epend" in s:
+                rederive[owner.index] = owner
+        elif (
+            ("_" in s and s.rstrip()[-1:] == "_")
+            or "epend" in s
+            or ("**" in s and ("**V" in s or "**P" in s or "**v" in s))
+        ):
+            # what annotate() looks for when no "_" opens the line: an inline
+            # annotation closing it, a bold property form, "depends on" prose
             wrap = annotate(owner, s, lineno, width, True, prose)
+            rederive[owner.index] = owner
     if wrap is not None:
         _unclosed(diags, wrap)
     if region == 1:
@@ -688,7 +749,7 @@ def _scan(data: bytes) -> _Scan:
                 region_start, "unclosed_comment", "HTML comment never closed; it runs to the end"
             )
         )
-    return _Scan(tasks, diags, prose, waves)
+    return _Scan(tasks, diags, prose, waves, rederive)
 
 
 def parse(data: bytes, path: str = "tasks.md") -> TaskFile:
@@ -712,6 +773,7 @@ def parse(data: bytes, path: str = "tasks.md") -> TaskFile:
     try:
         sc = _scan(data)
         derive(
+            sc.rederive.values(),
             sc.tasks,
             sc.prose,
             sc.waves,

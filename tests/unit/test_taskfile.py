@@ -7,6 +7,7 @@ the variations catalogued in real Kiro / cc-sdd / spec-kit files.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -1031,3 +1032,91 @@ def test_property_set_status_on_disk(data: bytes) -> None:
         out = set_status(p, t, new)
         assert p.read_bytes() == out and byte_diff(data, out) == 1
         assert len(parse(out).tasks) == len(tf.tasks)
+
+
+# --------------------------------------------------------------------------- fast paths
+# The scanner tries cheaper regexes for the dominant line shapes first.  They
+# are only allowed to be faster, never different: these properties compare
+# them with the general patterns on lines built to sit on their edges.
+
+_fast_ids = st.sampled_from(
+    ["1", "1.", "1.1", "1.1.", "12.3.4", "2.3.", "1.5x", "1.1*", "1.1:", "3)", "1:", "7", "0."]
+)
+_gap = st.sampled_from(["", " ", "  ", "\t", " \t"])
+
+
+@st.composite
+def _fast_task_line(draw: st.DrawFn) -> str:
+    marker = draw(st.sampled_from(["-", "-", "-", "*", "+", "1."]))
+    cell = draw(st.sampled_from([" ", "x", "X", "-", "~", "/", "?", ""]))
+    star = draw(st.sampled_from(["", "", "*", "\\*", "**"]))
+    title = draw(st.sampled_from(["", "Title", "Write `x_y.py`", "  spaced  ", "*b*", "1.2 more"]))
+    marker_gap = draw(st.sampled_from([" ", "  ", "\t", ""]))
+    return (
+        f"{draw(_indent)}{marker}{marker_gap}[{cell}]{star}"
+        f"{draw(_gap)}{draw(_fast_ids)}{draw(_gap)}{title}{draw(_gap)}"
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_fast_task_line())
+def test_property_fast_task_regex_agrees_with_the_general_one(line: str) -> None:
+    from seqharness.taskfile import _TASK_FAST_RE, _TASK_RE
+
+    fast = _TASK_FAST_RE.match(line)
+    if fast is None:
+        return
+    full = _TASK_RE.match(line)
+    assert full is not None
+    g = full.groups()
+    indent, cell, star, tid, dot, title = fast.groups()
+    assert (indent, cell, star is not None, tid, tid + (dot or ""), title.strip()) == (
+        g[0], g[2], g[3] is not None or g[8] is not None, g[7], g[4], g[12].strip()
+    )  # fmt: skip
+    assert fast.start(2) == full.start(3)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["- [ ] 1. Build", "  - [x] 2.3 Test it", "- [ ]* 4.1 Optional", "\t- [-] 10.2.1. Deep"],
+)
+def test_dominant_task_shapes_take_the_fast_path(line: str) -> None:
+    from seqharness.taskfile import _TASK_FAST_RE
+
+    assert _TASK_FAST_RE.match(line) is not None
+
+
+# The original, lazy form of the annotation fast path: the reference it must equal.
+_LAZY_ANNOTATION_RE = re.compile(
+    r"(?:[-*+][ \t]+)?_([^\W_][\w ]{0,39}?)[ \t]*[:：][ \t]*(?!_)(.*?)[ \t]*_[ \t]*$"
+)
+
+
+@st.composite
+def _annotation_line(draw: st.DrawFn) -> str:
+    parts = [
+        draw(st.sampled_from(["", "- ", "* ", "-\t", "1. "])),
+        "_",
+        draw(st.sampled_from(["Requirements", "Req", "要件", "Depends on", "a_b", "_x", "K" * 45, ""])),
+        draw(st.sampled_from(["", " ", "  ", "\t", " _"])),
+        draw(st.sampled_from([":", "：", "", "::"])),
+        draw(_gap),
+        draw(st.sampled_from(["", "_", "1.1, 2.3", "a_b", "x _y", "  ", "1.1_2"])),
+        draw(_gap),
+        draw(st.sampled_from(["_", "", "__", "_x", "_ "])),
+        draw(_gap),
+    ]
+    return "".join(parts)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_annotation_line())
+def test_property_greedy_annotation_regex_equals_the_lazy_one(line: str) -> None:
+    from seqharness.annotations import FAST_LINE_RE
+
+    lazy = _LAZY_ANNOTATION_RE.match(line)
+    greedy = FAST_LINE_RE.match(line)
+    assert (lazy is None) == (greedy is None)
+    if greedy is not None:
+        key, value = greedy.groups()
+        assert (key.rstrip(" "), value.rstrip(" \t")) == lazy.groups()
