@@ -11,9 +11,12 @@ them leaves a state from which the next run does the right thing):
    ``running`` cleared                                           (atomic, durable)
 6. tasks.md: ``[x]`` on a pass, the old checkbox restored otherwise (atomic, durable)
 
-Step 1 also records a random token, and once the agent is spawned (step 3)
-the state is saved again with the agent's process group id (``pgid``); the
-agent runs with ``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment.
+Step 1 also records a random token; the agent runs with
+``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment, which is how the next
+run finds it after a crash (:mod:`seqharness.reaper`).  Only where that cannot
+work (no usable ``/proc``) is the state saved once more after the spawn, with
+the agent's process group id (``pgid``) for the reaper to use instead; on
+Linux that write would cost a rename per task for nothing.
 
 * crash before 2: ``running`` names a unit whose box is unchanged; the next
   run clears it and runs the unit again (it never passed).
@@ -27,7 +30,7 @@ A pass is therefore never lost and never run twice once step 5 is on disk.
 
 "Atomic" is :func:`seqharness.atomic.atomic_write`: temp file in the same
 folder, flush, rename; "durable" adds the fsync of the file and of the folder.
-Steps 1-3's records (``running``, the ``pgid``, ``[-]``) matter only while
+Steps 1-3's records (``running``, a ``pgid``, ``[-]``) matter only while
 this process or its agent lives: a killed harness leaves them in the kernel,
 and a power loss that drops them also ends the agent, after which a stale
 ``[-]`` reads as "not done" anyway.  So only the outcome (5, 6) pays for
@@ -60,7 +63,7 @@ from seqharness.harness import Harness, SpecRun, safe_filename, stamp
 from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
 from seqharness.progress import ProgressEntry
 from seqharness.prompt import PromptContext, build_prompt
-from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token
+from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token, token_reaping_works
 from seqharness.reporting import clean_text
 from seqharness.session import AttemptResult, run_attempt
 from seqharness.state import now_iso
@@ -420,7 +423,10 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
 
     def spawned(pid: int) -> None:
         running["pgid"] = pid  # the agent is a session leader: pid == pgid
-        _save_state(sr, durable=False)
+        if not token_reaping_works():
+            # Only without /proc does the next run need the group to find a
+            # leftover agent; with it, the token recorded in step 1 suffices.
+            _save_state(sr, durable=False)
         fault("agent-started")
 
     window = None

@@ -27,11 +27,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from conftest import fake_backend  # tests/conftest.py
 
 from .faultkit import (
     FaultProject,
@@ -224,9 +227,13 @@ def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultPr
     proc = fproject.start(".kiro/specs/feature", env={"FAKE_AGENT_BEHAVIOUR": "survivor=60"})
     try:
         assert wait_until(lambda: fproject.agent_calls() and fproject.state_path.exists()
-                          and (fproject.spec_state("feature").get("running") or {}).get("pgid"), 20)
+                          and (fproject.spec_state("feature").get("running") or {}).get("token"), 20)
         agent = fproject.agent_calls()[0]["pid"]
-        assert fproject.spec_state("feature")["running"]["pgid"] == agent
+        running = fproject.spec_state("feature")["running"]
+        # With /proc the token is the whole record: no second save for the pgid.
+        assert running["pgid"] is None
+        environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+        assert f"SEQHARNESS_AGENT_TOKEN={running['token']}".encode() in environ
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
     finally:
@@ -243,6 +250,43 @@ def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultPr
     stats.orphans_reaped += 1
 
 
+# The seqharness command on a system where /proc cannot be used (no procfs, or
+# one of another pid namespace): session._proc_usable() answers False.
+_NO_PROC_SEQHARNESS = (
+    "import sys, seqharness.session as s; s._PROC_USABLE = False; "
+    "from seqharness.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_without_proc_the_agents_group_is_recorded_and_ended(fproject: FaultProject, stats: Stats) -> None:
+    """No /proc, no search by token: the state records the agent's process group
+    once it is spawned (one more save), and the next run ends that group."""
+    fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
+    argv = [sys.executable, "-c", _NO_PROC_SEQHARNESS, ".kiro/specs/feature", "--backend", fake_backend()]
+    proc = subprocess.Popen(argv, cwd=fproject.root, env=fproject.full_env({"FAKE_AGENT_BEHAVIOUR": "survivor=60"}),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: fproject.agent_calls() and fproject.state_path.exists()
+                          and (fproject.spec_state("feature").get("running") or {}).get("pgid"), 20)
+        agent = fproject.agent_calls()[0]["pid"]
+        assert fproject.spec_state("feature")["running"]["pgid"] == agent
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert marked_processes(fproject.mark) == [agent], "the agent should have outlived the harness"
+    res = subprocess.run(argv, cwd=fproject.root, env=fproject.full_env(), stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"ended its leftover agent process(es): group {agent}" in res.stdout
+    assert wait_until(lambda: not marked_processes(fproject.mark), 3)
+    assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
+    stats.kill_points.add("orphan-test-no-proc")
+    stats.orphans_reaped += 1
+
+
 def _strace_ok() -> bool:
     if shutil.which("strace") is None:
         return False
@@ -255,7 +299,7 @@ def test_state_and_tasks_md_writes_are_atomic_and_fsynced(fproject: FaultProject
     """The real syscalls: every write is a temp file in the same folder renamed over the
     target; the outcome writes (state with the result, ``[x]``) are fsync'd before the
     rename and their folder after it; only the records that matter while the harness
-    lives (``running``, the agent's pgid, ``[-]``) skip the fsyncs (see runner.py).
+    lives (``running``, ``[-]``) skip the fsyncs (see runner.py).
     The progress log is opened O_APPEND (never truncated), each entry one write(2)."""
     spec = fproject.spec("feature", "- [ ] 1. One\n- [ ] 2. Two\n")
     trace = tmp_path / "trace"
@@ -288,8 +332,9 @@ def test_state_and_tasks_md_writes_are_atomic_and_fsynced(fproject: FaultProject
         else:
             # An [x] is written only after the state that records the pass is on disk.
             assert last_durable_state >= 0, "tasks.md made durable before any durable state"
-    # Per task: running + pgid fast, outcome durable; plus the run's start and end saves.
-    assert fast == {"SEQUENTIAL_STATE.json": 4, "tasks.md": 2}, fast
+    # Per task: running fast (no pgid save: /proc is there), outcome durable; plus the
+    # run's start and end saves.
+    assert fast == {"SEQUENTIAL_STATE.json": 2, "tasks.md": 2}, fast
     assert durable["SEQUENTIAL_STATE.json"] >= 3 and durable["tasks.md"] == 2, durable
     progress = f"{specs}/SEQUENTIAL_PROGRESS.md"
     opens = [ln for ln in lines if "openat(" in ln and progress in ln and "O_APPEND" in ln]
