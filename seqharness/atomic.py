@@ -58,12 +58,17 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
             mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        try:
+            # Mode first, so the fsync below covers it: a chmod after the fsync
+            # would dirty the inode again and cost a second journal write.
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         fault("tmp-written")
         os.replace(tmp, target)
     except BaseException:
