@@ -375,7 +375,7 @@ def derive(
     cached: the same list is typically repeated on many tasks.  ``depends``
     ends up de-duplicated, in first-seen order, and never names the task itself.
     """
-    req_cache: dict[str, list[str]] = {}
+    req_cache: dict[str, tuple[str, ...]] = {}
     for t in todo:
         reqs: list[str] = []
         deps: list[str] = []
@@ -383,13 +383,13 @@ def derive(
             if ann.norm == "requirements":
                 items = req_cache.get(ann.value)
                 if items is None:
-                    items = req_cache[ann.value] = split_requirements(ann.value)
+                    items = req_cache[ann.value] = tuple(split_requirements(ann.value))
                 reqs.extend(items)
             elif ann.norm == "depends":
                 deps.extend(split_depends(ann.value))
         deps.extend(prose.get(t.index, ()))
-        t.requirements = reqs
-        t.depends = [d for d in dict.fromkeys(deps) if d != t.id]
+        t.requirements = tuple(reqs)
+        t.depends = tuple(d for d in dict.fromkeys(deps) if d != t.id)
     if waves:
         by_id: dict[str, list[Task]] = {}
         for t in tasks:
@@ -427,7 +427,9 @@ def apply_waves(by_id: dict[str, list[Task]], line: int, text: str, report: Repo
     for prev, cur in pairwise(ids_per_wave):
         for tid in cur:
             for t in by_id.get(tid, ()):
-                t.wave_depends.extend(p for p in prev if p != t.id and p not in t.wave_depends)
+                t.wave_depends += tuple(
+                    p for p in dict.fromkeys(prev) if p != t.id and p not in t.wave_depends
+                )
 
 
 def norm_wave_id(x: str | int) -> str:

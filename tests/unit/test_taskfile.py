@@ -304,7 +304,7 @@ def test_details_belong_to_their_own_task_only() -> None:
         "    - _Requirements: 6.1_",
     ]
     assert t22.details == ["    - _Requirements: 6.2_"]
-    assert t21.requirements == ["6.1"] and t2.requirements == []
+    assert t21.requirements == ("6.1",) and t2.requirements == ()
 
 
 def test_column_zero_text_ends_the_body() -> None:
@@ -327,7 +327,7 @@ def anns(t: Task) -> list[tuple[str, str, str]]:
 def test_underscore_annotation() -> None:
     t = one("- [ ] 1. A\n  - _Requirements: 1.1, 2.3_\n")
     assert anns(t) == [("Requirements", "requirements", "1.1, 2.3")]
-    assert t.requirements == ["1.1", "2.3"]
+    assert t.requirements == ("1.1", "2.3")
     assert t.annotations[0].line == 2 and isinstance(t.annotations[0], Annotation)
 
 
@@ -337,13 +337,13 @@ def test_underscore_annotation() -> None:
 def test_localised_requirement_keys(key: str) -> None:
     t = one(f"- [ ] 1. A\n  - _{key}: 1.1, 1.2_\n")
     assert t.annotations[0].key == key and t.annotations[0].norm == "requirements"
-    assert t.requirements == ["1.1", "1.2"]
+    assert t.requirements == ("1.1", "1.2")
 
 
 def test_fullwidth_colon_and_no_bullet() -> None:
     t = one("- [ ] 1. A\n  _需求：3.1、3.2_\n")
     assert anns(t) == [("需求", "requirements", "3.1、3.2")]
-    assert t.requirements == ["3.1", "3.2"]
+    assert t.requirements == ("3.1", "3.2")
 
 
 def test_key_only_italic_forms() -> None:
@@ -355,7 +355,7 @@ def test_key_only_italic_forms() -> None:
         ("Boundary", "boundary", "ddata wiring"),
         ("成熟方案", "成熟方案", "遵循最佳实践"),
     ]
-    assert t.requirements == ["12"]
+    assert t.requirements == ("12",)
 
 
 def test_wrapped_annotation() -> None:
@@ -363,7 +363,7 @@ def test_wrapped_annotation() -> None:
     tf = P(text)
     t = tf.tasks[0]
     assert anns(t) == [("Requirements", "requirements", "3.1–3.3, 4.1, 9.1–9.2, 10.1")]
-    assert t.requirements == ["3.1", "3.2", "3.3", "4.1", "9.1", "9.2", "10.1"]
+    assert t.requirements == ("3.1", "3.2", "3.3", "4.1", "9.1", "9.2", "10.1")
     assert tf.diagnostics == []
 
 
@@ -381,7 +381,7 @@ def test_inline_annotation_on_title_and_detail() -> None:
     )
     t = tf.tasks[0]
     assert t.title.endswith("_Requirements: 2.1_")  # the title stays raw
-    assert t.requirements == ["2.1", "2.2"]
+    assert t.requirements == ("2.1", "2.2")
 
 
 def test_bold_property_and_validates() -> None:
@@ -392,7 +392,7 @@ def test_bold_property_and_validates() -> None:
         ("Property 1", "property", "Bedrock API Invocation"),
         ("Validates", "requirements", "Requirements 1.1, 5.5"),
     ]
-    assert t.requirements == ["1.1", "5.5"]
+    assert t.requirements == ("1.1", "5.5")
 
 
 def test_other_keys_and_underscored_keys() -> None:
@@ -416,7 +416,7 @@ def test_italic_without_key_is_not_an_annotation() -> None:
 
 def test_annotations_of_children_not_in_parent() -> None:
     tf = P("- [ ] 1. A\n  - [ ] 1.1 B\n    - _Requirements: 7_\n")
-    assert tf.tasks[0].annotations == [] and tf.tasks[1].requirements == ["7"]
+    assert tf.tasks[0].annotations == [] and tf.tasks[1].requirements == ("7",)
 
 
 @pytest.mark.parametrize(
@@ -461,12 +461,12 @@ def test_split_requirements(value: str, expected: list[str]) -> None:
 )
 def test_depends_forms(detail: str, expected: list[str]) -> None:
     tf = P(f"- [ ] 1. A\n- [ ] 1.2 B\n- [ ] 9. C\n{detail}\n")
-    assert tf.tasks[2].depends == expected
+    assert tf.tasks[2].depends == tuple(expected)
 
 
 def test_depends_in_title_and_dedup() -> None:
     t = one("- [X] T028 Register services — depends on T021, T023\n  - _Depends: T021_\n")
-    assert t.depends == ["T021", "T023"]
+    assert t.depends == ("T021", "T023")
 
 
 def test_split_depends_and_prose_helpers() -> None:
@@ -497,20 +497,20 @@ WAVES = """\
 def test_wave_graph_dependencies() -> None:
     tf = P(WAVES)
     dep = {t.id: t.wave_depends for t in tf.tasks}
-    assert dep == {"1": [], "1.1": [], "1.2": ["1.1"], "2": [], "2.1": ["1.1"], "3": ["1.2", "2.1"]}
-    assert all(t.depends == [] for t in tf.tasks)  # explicit dependencies stay apart
+    assert dep == {"1": (), "1.1": (), "1.2": ("1.1",), "2": (), "2.1": ("1.1",), "3": ("1.2", "2.1")}
+    assert all(t.depends == () for t in tf.tasks)  # explicit dependencies stay apart
     assert tf.diagnostics == []
 
 
 def test_wave_graph_list_of_lists_and_integer_ids() -> None:
     text = '## Task Dependency Graph (Waves)\n```json\n{"waves": [[1, 2], ["3"]]}\n```\n## Tasks\n- [ ] 1. a\n- [ ] 2. b\n- [ ] 3. c\n'
-    assert P(text).by_id("3")[0].wave_depends == ["1", "2"]
+    assert P(text).by_id("3")[0].wave_depends == ("1", "2")
 
 
 def test_wave_graph_applies_to_duplicates() -> None:
     text = WAVES + "- [ ] 3. C again\n"
     tf = P(text)
-    assert [t.wave_depends for t in tf.by_id("3")] == [["1.2", "2.1"], ["1.2", "2.1"]]
+    assert [t.wave_depends for t in tf.by_id("3")] == [("1.2", "2.1"), ("1.2", "2.1")]
 
 
 def test_wave_graph_malformed_is_a_diagnostic() -> None:
@@ -520,7 +520,7 @@ def test_wave_graph_malformed_is_a_diagnostic() -> None:
 
 def test_json_fence_outside_graph_section_is_ignored() -> None:
     tf = P('## Design\n```json\n{"waves": [["1"], ["2"]]}\n```\n- [ ] 1. a\n- [ ] 2. b\n')
-    assert tf.by_id("2")[0].depends == [] and tf.by_id("2")[0].wave_depends == []
+    assert tf.by_id("2")[0].depends == () and tf.by_id("2")[0].wave_depends == ()
 
 
 # --------------------------------------------------------------------------- regions
