@@ -41,7 +41,7 @@ import operator
 import os
 import re
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import NamedTuple
 
 from seqharness.annotations import (
@@ -426,13 +426,21 @@ def _scan(data: bytes) -> _Scan:
     waves: list[tuple[int, str]] = []
     rederive: dict[int, Task] = {}
     req_cache: dict[str, tuple[str, ...]] = {}
-    lines = split_lines(data)
-    if not lines:
+    if not data:
         return _Scan(tasks, diags, prose, waves, rederive)
     bom = 3 if data.startswith(_BOM) else 0
     tlines = _text_lines(data, bom)
-    del tlines[len(lines) :]  # "a\n".split("\n") has a trailing ""
-    offsets = list(accumulate(map(len, lines), operator.add, initial=0))
+    # offsets[i] is the byte offset of line i+1; a line's bytes are
+    # data[offsets[i]:offsets[i + 1]] (the last slice may run past the end).
+    if not bom and data.isascii() and b"\r" not in data:
+        # The common file: characters are bytes and every terminator is one
+        # "\n", so the offsets come from the decoded lines, without splitting
+        # the bytes into a second list of ~N lines.
+        offsets = list(accumulate(map(operator.add, map(len, tlines), repeat(1)), initial=0))
+    else:
+        offsets = list(accumulate(map(len, split_lines(data)), initial=0))
+    if tlines[-1] == "":
+        tlines.pop()  # "a\n".split("\n") has a trailing ""; a BOM-only file has no line
     skip = _front_matter_end(tlines)
     # sections (R3)
     headings: list[tuple[int, str]] = []
@@ -534,8 +542,8 @@ def _scan(data: bytes) -> _Scan:
                                     )
                     if cs is not None:
                         w = _width(gi) if "\t" in gi else len(gi)
-                        raw = lines[lineno - 1]
                         line_start = offsets[lineno - 1]
+                        raw = data[line_start : offsets[lineno]]
                         # The text before the cell is ASCII: char offset == byte offset.
                         cell_start = line_start + cpos + (bom if lineno == 1 else 0)
                         if len(cs[0]) == 1 and cs[1] != "unknown":
