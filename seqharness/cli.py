@@ -120,11 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     problem = _unreadable_folder(args)
     if problem:
         return _usage(problem)
+    from seqharness import interrupts
+
     try:
-        return int(pytest.main(args))
+        code = int(pytest.main(args))
     except OSError as exc:  # pytest reading its configuration (before any hook of ours)
         where = f"{exc.filename}: " if exc.filename else ""
         return _usage(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        # Another Ctrl-C after pytest had handled the first and put the
+        # handlers back: the run was already interrupted and recorded.
+        code = int(pytest.ExitCode.INTERRUPTED)
+    if interrupts.was_stopped():
+        interrupts.ignore_until_exit()
+    return code
 
 
 def _unreadable_folder(args: list[str]) -> str | None:

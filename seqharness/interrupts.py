@@ -34,6 +34,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _saved: dict[int, Any] = {}
 _noted = False
 _hurry = False  # inside hurry_window(): a signal while stopping still raises
+_stopped = False  # stopping() was called since install()
 
 
 def _main_thread() -> bool:
@@ -49,8 +50,10 @@ def install() -> None:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt once, then only :func:`_note`
     (undo with :func:`restore`).  A SIGINT ignored by whoever started us
     (``nohup``, a background job) stays ignored."""
+    global _stopped
     if not _main_thread() or _saved:
         return
+    _stopped = False
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is signal.SIG_IGN:
             continue
@@ -73,8 +76,10 @@ def _note(signum: int, frame: Any) -> None:
 
 def stopping() -> None:
     """The run is stopping: from now on Ctrl-C / SIGTERM are only noted."""
+    global _stopped
     if not _main_thread():
         return
+    _stopped = True
     for sig in STOP_SIGNALS:
         previous = signal.signal(sig, _note)
         _saved.setdefault(sig, previous)
@@ -127,3 +132,23 @@ def critical() -> Iterator[None]:
             signal.signal(sig, handler)
     for sig in dict.fromkeys(held):
         signal.raise_signal(sig)
+
+
+def was_stopped() -> bool:
+    """Did this run stop on a Ctrl-C / SIGTERM (or a disk fault)?"""
+    return _stopped
+
+
+def ignore_until_exit() -> None:
+    """The command has finished and is about to exit with its code.
+
+    Called by the ``seqharness`` command only, after a run that stopped on a
+    signal: more Ctrl-C / SIGTERM may still be on their way (a user pressing it
+    again and again, a supervisor repeating SIGTERM); with the default handler
+    back, one landing during the interpreter's exit would turn exit code 2
+    into a death by signal.  Not for in-process callers: it is never undone.
+    """
+    if not _main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

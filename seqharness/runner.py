@@ -4,7 +4,8 @@ Order of writes for one attempt (chosen so that a crash between any two of
 them leaves a state from which the next run does the right thing):
 
 1. state: ``running`` = this unit and the checkbox it had      (atomic, not durable)
-2. tasks.md: the head's checkbox becomes ``[-]``                 (atomic, not durable)
+2. the agent is started; then tasks.md: the head's checkbox becomes ``[-]``
+                                                                 (atomic, not durable)
 3. the agent runs; its output streams into the transcript
 4. progress log: the attempt's entry                             (one append)
 5. state: outcome recorded, ``completed`` extended on a pass,
@@ -18,8 +19,11 @@ work (no usable ``/proc``) is the state saved once more after the spawn, with
 the agent's process group id (``pgid``) for the reaper to use instead; on
 Linux that write would cost a rename per task for nothing.
 
-* crash before 2: ``running`` names a unit whose box is unchanged; the next
-  run clears it and runs the unit again (it never passed).
+* crash before the ``[-]``: ``running`` names a unit whose box is unchanged;
+  the next run ends any agent still carrying the token, clears the entry and
+  runs the unit again (it never passed).  The box is written after the spawn
+  so that the rename, as slow as a durable write on ext4 (it flushes the new
+  file), runs while the agent starts up on another core instead of before.
 * crash between 2 and 5: the box shows ``[-]``; the next run sees ``running``,
   first ends any process still carrying the token (the agent of the killed
   run, see :mod:`seqharness.reaper`, and says so), then restores the box and
@@ -36,9 +40,17 @@ and a power loss that drops them also ends the agent, after which a stale
 ``[-]`` reads as "not done" anyway.  So only the outcome (5, 6) pays for
 fsyncs: two durable writes per attempt, the floor crash safety needs.  The
 progress log is one ``O_APPEND`` write per entry (a killed harness loses
-nothing of it; the state is the record the next run trusts).  Steps 1-2 and 4-6 run inside
-:func:`seqharness.interrupts.critical`, so a Ctrl-C or SIGTERM never splits
-them (``kill -9`` can, and the list above covers it).
+nothing of it; the state is the record the next run trusts).  Step 1, step 2
+and steps 4-6 each run inside :func:`seqharness.interrupts.critical`, so a
+Ctrl-C or SIGTERM never splits them (``kill -9`` can, and the list above
+covers it).
+
+Writing the ``[-]`` while the agent starts means the agent could, in
+principle, edit tasks.md at the same moment; every write here re-reads the
+file and checks the task's line first (see :func:`seqharness.taskfile.set_status`),
+as it must anyway for the humans and the IDE that edit it at any time, and
+the write is done within a millisecond of the spawn, long before any agent
+CLI has booted its runtime, let alone reached a tool call.
 
 A file that cannot be written (a full disk, a read-only folder) stops the
 run with :class:`RunStopped`, at the step that failed: nothing after it is
@@ -412,7 +424,7 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     invocation = backend.invocation(backend_ctx)
     reader = backend.reader(backend_ctx)
 
-    # 1-2: record that the unit runs, then mark it in tasks.md.
+    # 1: record that the unit runs (2, the [-] in tasks.md, follows the spawn).
     head = unit.head
     original_cell = head.cell
     token = new_token()
@@ -423,24 +435,26 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
 
     def spawned(pid: int) -> None:
         running["pgid"] = pid  # the agent is a session leader: pid == pgid
-        if not token_reaping_works():
-            # Only without /proc does the next run need the group to find a
-            # leftover agent; with it, the token recorded in step 1 suffices.
-            _save_state(sr, durable=False)
-        fault("agent-started")
+        with interrupts.critical():
+            if not token_reaping_works():
+                # Only without /proc does the next run need the group to find a
+                # leftover agent; with it, the token recorded in step 1 suffices.
+                _save_state(sr, durable=False)
+            fault("agent-started")
+            # 2, once the agent runs: the rename's latency overlaps its start-up.
+            _set_cell(h, sr, head, "-", durable=False)
+            fault("marked")
 
     window = None
     view = h.view
     started_at = now_iso()
     try:
-        # A Ctrl-C held during steps 1-2 is raised right after them, and is
-        # recorded like one that arrives while the agent runs.
+        # A Ctrl-C held during step 1 (or 2, in spawned) is raised right after
+        # it, and is recorded like one that arrives while the agent runs.
         with interrupts.critical():
             sr.state.data["running"] = running
             _save_state(sr, durable=False)
             fault("running-recorded")
-            _set_cell(h, sr, head, "-", durable=False)
-            fault("marked")
         if h.tmux is not None:
             window = _open_window(h, unit, transcript)
         if view is not None:
