@@ -46,16 +46,55 @@ given here (``window-size manual``) whatever terminal attaches: the transcript
 is a byte stream drawn for the agent's PTY size, and only a pane of that size
 replays it faithfully.
 
+One control connection
+----------------------
+All commands go through :meth:`TmuxView._run`, which sends them over one
+persistent ``tmux -C`` control client per view (:mod:`seqharness.tmux_control`)
+instead of starting a ``tmux`` client process per command.  Choices:
+
+* It attaches to *our* session (``attach-session -f no-output,ignore-size -t
+  =SESSION``), opened at the first command after :meth:`TmuxView.start`, whose
+  ``new-session`` stays a client process (the client needs a session to
+  attach to).  ``no-output``: tmux would otherwise send every pane's output of
+  the session as ``%output`` lines (measured: 30+ MB in a second from a window
+  running ``yes``, and replies delayed by 0.5 s).  ``ignore-size``: a control
+  client has no terminal and must not size windows.  A separate session for
+  the client would add a stray session to a user's server; attached to ours,
+  it also ends by itself when the session is killed.
+* Arguments are single-quoted for tmux's command parser, so task text is still
+  never interpreted; an argument with a newline or with bytes that are not
+  UTF-8 cannot travel on a control line, so that command (only) runs in a
+  client process, as an argv list.  ``capture-pane`` always does: its output
+  is pane text, which control mode does not escape.
+* A lost connection costs nothing but speed: the command runs in a client
+  process and the next one reconnects (at most three connections per
+  :meth:`TmuxView.start`).  A command that went unanswered may still have run,
+  so the task windows are then re-read from tmux.  A timeout closes the
+  connection and raises :class:`TmuxError`, as before.
+* The client runs in its own process session (a Ctrl-C for the run is not one
+  for it) and exits when its input ends: :meth:`TmuxView.close`,
+  :meth:`TmuxView.kill_session`, garbage collection, interpreter exit, or this
+  process dying by any signal.  tmux's server, not the client process, reads
+  and writes the client's pipes, so a stopped client still answers; only a
+  stopped server times out.
+* Commands are serialised by a lock.  Today one thread (pytest's) drives a
+  view, so it is never contended.
+
 Cost
 ----
-Every tmux call here is a short-lived client process (3-5 ms each on the dev
-machine; an open+close pair has a median of about 7.5 ms).
-Opening a window is one call (window options are applied by a session
+Opening a window is one command (window options are applied by a session
 ``after-new-window`` hook installed by :meth:`TmuxView.start`, inside the same
 server command queue, so even a viewer that exits at once keeps its pane);
-recycling an old window adds one ``kill-window``.  All commands go through
-:meth:`TmuxView._run`, so a persistent ``tmux -C`` control connection can later
-replace the per-call client without touching the rest.
+recycling an old window adds one ``kill-window``.  Measured on the dev
+machine (2 cores, tmux 3.3a, load 1.5-2.5 from other work): a command over
+the control connection takes about 0.1 ms, against 2.5-5 ms for a client
+process; what is left is tmux's own work, about 2 ms for a ``new-window``
+(fork and exec of the viewer) and 2 ms for a ``kill-window``.  So
+``open_window`` with a recycle went from 8 ms to 3 ms (median of 175; 13 ms
+to 4 ms at the higher load), and in interleaved runs of ``bench/bench.py
+--only 2`` seqharness's overhead over its floor (P + ``tmux -C``) went from
+11-12 to 6-7 ms per task: about 5 ms per task saved, not more, because a
+client process costs less than 5 ms on an idle machine.
 """
 
 from __future__ import annotations
@@ -65,7 +104,10 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
+
+from seqharness.tmux_control import ControlClient, ControlLost, ControlTimeout, command_line
 
 __all__ = [
     "TmuxError",
@@ -97,6 +139,10 @@ _WINDOW_OPTIONS: tuple[tuple[str, str], ...] = (
     ("allow-rename", "off"),
 )
 _FIXED_SIZE_OPTION = ("window-size", "manual")
+
+#: Control connections one :meth:`TmuxView.start` may open (the first, then a
+#: replacement for each that dies); after that every command uses a client process.
+_MAX_CONNECTS = 3
 
 _SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
 _WINDOW_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+", re.ASCII)
@@ -144,6 +190,30 @@ def _task_windows(listing: str) -> list[str]:
         if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
             ids.append(wid)
     return sorted(ids, key=lambda w: int(w[1:]))
+
+
+def _split_commands(args: Sequence[str]) -> list[list[str]]:
+    """``args`` cut at each lone ``";"`` argument into single commands."""
+    commands: list[list[str]] = [[]]
+    for arg in args:
+        if arg == ";":
+            commands.append([])
+        else:
+            commands[-1].append(arg)
+    return [cmd for cmd in commands if cmd]
+
+
+def _escape_trailing_semicolon(arg: str) -> str:
+    """Keep an argument ending in ``;`` whole on a tmux command line given as argv.
+
+    tmux treats *any* argument ending in ``;`` as a command separator (``x;``
+    is ``x`` then a new command) and turns a trailing ``\\;`` into ``;``; so
+    ``x;`` is sent as ``x\\;`` and ``x\\;`` as ``x\\\\;``.  A lone ``";"`` stays
+    the separator.
+    """
+    if arg.endswith(";") and arg != ";":
+        return arg[:-1] + "\\;"
+    return arg
 
 
 class TmuxError(Exception):
@@ -218,6 +288,15 @@ class TmuxView:
         # tmux must not pick the server or the "current" session from $TMUX when the
         # harness itself runs inside tmux: we always name the server and the target.
         self._env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        #: tmux client processes this view has started: per-call clients and control connections.
+        self.processes_spawned = 0
+        self._control: ControlClient | None = None
+        self._connects_left = 0  # set by start(): no connection before our session exists
+        # A command may have run without its answer (connection lost mid-command):
+        # re-read the task windows before trusting self._windows again.
+        self._resync = False
+        # Serialises commands: one control connection carries one exchange at a time.
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -234,15 +313,86 @@ class TmuxView:
             argv += ["-f", self.config_file]
         return argv
 
-    def _run(self, *args: str) -> str:
-        """Run one tmux command line (argv, no shell) and return its stdout.
+    @property
+    def control_pid(self) -> int | None:
+        """Pid of the live ``tmux -C`` control client, or ``None`` (none open yet, or closed)."""
+        control = self._control
+        return control.pid if control is not None and control.alive else None
 
-        ``args`` may hold several tmux commands separated by a lone ``";"``
-        argument; they run in one client round trip.  Raises :class:`TmuxError`
-        on a non-zero exit, a timeout, or when tmux cannot be executed.  This is
-        the only place that talks to tmux.
+    def close(self) -> None:
+        """End the control connection (the session stays).  Later commands reconnect."""
+        with self._lock:
+            self._close_control(gently=True)
+
+    def _close_control(self, *, gently: bool) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close(gently=gently)
+
+    def _run(self, *args: str, control: bool = True) -> str:
+        """Run a tmux command line and return its output; the only place that talks to tmux.
+
+        ``args`` is an argv list (never parsed by a shell); it may hold several
+        tmux commands separated by a lone ``";"`` argument, which stop at the
+        first failing one.  Commands go over the control connection when one
+        can be had (``control`` and :meth:`start` done) and every argument
+        fits on a control line; otherwise, or when the connection is lost, a
+        client process runs them (all of them: the commands we chain are
+        idempotent).  Raises :class:`TmuxError` on a failing command, a
+        timeout, or when tmux cannot be executed.
         """
-        argv = self._base_argv() + list(args)
+        with self._lock:
+            lines = [command_line(cmd) for cmd in _split_commands(args)] if control else [None]
+            if lines and all(line is not None for line in lines) and self._connected():
+                try:
+                    return self._run_control(args, lines)  # type: ignore[arg-type]
+                except ControlLost as exc:
+                    self._control = None
+                    self._resync = self._resync or exc.sent
+                except ControlTimeout as exc:
+                    self._control = None
+                    raise TmuxError(
+                        f"tmux {args[0] if args else ''} timed out after {self.timeout}s",
+                        argv=self._base_argv() + list(args),
+                    ) from exc
+            return self._run_process(args)
+
+    def _connected(self) -> bool:
+        """True with a live control connection, opening one if allowed."""
+        if self._control is not None and self._control.alive:
+            return True
+        self._close_control(gently=False)
+        if self._connects_left <= 0:
+            return False
+        self._connects_left -= 1
+        self.processes_spawned += 1
+        try:
+            self._control = ControlClient(self._base_argv(), self._session_target(),
+                                          env=self._env, timeout=self.timeout)
+        except (ControlLost, ControlTimeout, OSError):
+            return False
+        return True
+
+    def _run_control(self, args: Sequence[str], lines: list[str]) -> str:
+        assert self._control is not None
+        out = []
+        for cmd, line in zip(_split_commands(args), lines):
+            ok, text = self._control.command(line, self.timeout)
+            if not ok:
+                err = text.strip()
+                raise TmuxError(
+                    f"tmux {cmd[0]} failed: {err}",
+                    argv=self._base_argv() + list(args),
+                    returncode=1,  # what the per-call client exits with
+                    stderr=text,
+                )
+            out.append(text)
+        return "".join(out)
+
+    def _run_process(self, args: Sequence[str]) -> str:
+        """Run ``args`` in a short-lived ``tmux`` client process (argv, no shell)."""
+        argv = self._base_argv() + [_escape_trailing_semicolon(a) for a in args]
+        self.processes_spawned += 1
         try:
             proc = subprocess.run(
                 argv,
@@ -328,6 +478,7 @@ class TmuxView:
             if "duplicate session" not in exc.stderr:
                 raise
             self._adopt_existing()
+            self._connects_left = _MAX_CONNECTS
             return
         # tmux 3.3 can exit 0 after failing to create its server socket (it only
         # prints "error creating ..."), so insist on seeing the new session's id.
@@ -338,6 +489,7 @@ class TmuxView:
                 argv=self._base_argv() + args,
             )
         self._windows = []
+        self._connects_left = _MAX_CONNECTS  # the control client attaches at the next command
 
     def _adopt_existing(self) -> None:
         out = self._run(
@@ -348,8 +500,17 @@ class TmuxView:
         self._windows = _task_windows(out)
 
     def kill_session(self) -> None:
-        """Kill the session; nothing happens if it (or its server) is already gone."""
+        """Kill the session; nothing happens if it (or its server) is already gone.
+
+        The control connection is closed first and the kill runs in a client
+        process: tmux detaches every client of a killed session, so the kill
+        would otherwise race its own connection.  No reconnecting until
+        :meth:`start`.
+        """
         self._windows = []
+        with self._lock:
+            self._connects_left = 0
+            self._close_control(gently=True)
         try:
             self._run("kill-session", "-t", self._session_target())
         except TmuxError as exc:
@@ -398,6 +559,14 @@ class TmuxView:
         return window_id
 
     def _recycle(self) -> None:
+        if self._resync:
+            # A command may have run unanswered (e.g. a second copy of this window).
+            try:
+                self._windows = self.window_ids()
+            except TmuxError:
+                pass
+            else:
+                self._resync = False
         if self.keep_windows is None:
             return
         while len(self._windows) > self.keep_windows:
@@ -444,4 +613,6 @@ class TmuxView:
         if history:
             args += ["-S", "-"]
         args += ["-t", self._window_target(window_id)]
-        return self._run(*args)
+        # Pane contents are untrusted and tmux does not escape command output in
+        # control mode: a line like "%end ..." must never reach the reply parser.
+        return self._run(*args, control=False)
