@@ -5,11 +5,11 @@ cannot end its agent.  The agent usually dies anyway - closing the PTY sends
 it SIGHUP - but an agent that ignores SIGHUP, or a tool it started, can run
 on for hours, editing the repository while the next run works on it.
 
-So every attempt is tagged: the runner records in the state's ``running``
-entry a random token (and, only without ``/proc``, the agent's process
-group once it is spawned), and starts the agent
-with ``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment, which its
-children inherit.  The next run of the spec (it holds the spec's lock, so
+So every attempt is tagged: the runner records a random token in the state
+before the agent is spawned (``next_token``, then in the ``running`` entry
+with the agent's process group), and starts the agent with
+``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment, which its children
+inherit.  The next run of the spec (it holds the spec's lock, so
 the run that wrote the entry is gone) looks for live processes carrying that
 token and ends them: SIGTERM (+SIGCONT), a grace period, SIGKILL.  Matching
 the token, not just the group id, means a process that merely reuses an old
@@ -29,11 +29,6 @@ TOKEN_ENV = "SEQHARNESS_AGENT_TOKEN"
 
 def new_token() -> str:
     return f"{os.getpid()}-{os.urandom(8).hex()}"
-
-
-def token_reaping_works() -> bool:
-    """Can a later run find processes by token (is ``/proc`` there and ours)?"""
-    return _proc_usable()
 
 
 def processes_with_token(token: str) -> list[int] | None:

@@ -3,47 +3,50 @@
 Order of writes for one attempt (chosen so that a crash between any two of
 them leaves a state from which the next run does the right thing):
 
-1. state: ``running`` = this unit and the checkbox it had      (atomic, not durable)
-2. the agent is started; then tasks.md: the head's checkbox becomes ``[-]``
-                                                                 (atomic, not durable)
+0. (already on disk) state: ``next_token``, a random token for this attempt
+   the agent is spawned with ``SEQHARNESS_AGENT_TOKEN=<token>`` in its
+   environment, which its children inherit (see :mod:`seqharness.reaper`)
+1. the agent is spawned; then state: ``running`` = this unit, the checkbox it
+   had, the token and the agent's process group    (atomic, not durable)
+2. tasks.md: the head's checkbox becomes ``[-]``                 (atomic, not durable)
 3. the agent runs; its output streams into the transcript
 4. progress log: the attempt's entry                             (one append)
 5. state: outcome recorded, ``completed`` extended on a pass,
-   ``running`` cleared                                           (atomic, durable)
+   ``running`` cleared, a fresh ``next_token``                   (atomic, durable)
 6. tasks.md: ``[x]`` on a pass, the old checkbox restored otherwise (atomic, durable)
 
-Step 1 also records a random token; the agent runs with
-``SEQHARNESS_AGENT_TOKEN=<token>`` in its environment, which is how the next
-run finds it after a crash (:mod:`seqharness.reaper`).  Only where that cannot
-work (no usable ``/proc``) is the state saved once more after the spawn, with
-the agent's process group id (``pgid``) for the reaper to use instead; on
-Linux that write would cost a rename per task for nothing.
+The run's first token is written by :func:`reconcile` when the run starts;
+each outcome save (5) writes the next one.  So nothing has to be written
+between deciding to run a unit and spawning its agent, and steps 1-2 run
+once the agent is already starting up on another core: each rename costs
+about as much as a durable write on ext4 (it flushes the new file), and this
+way neither delays the agent.
 
-* crash before the ``[-]``: ``running`` names a unit whose box is unchanged;
-  the next run ends any agent still carrying the token, clears the entry and
-  runs the unit again (it never passed).  The box is written after the spawn
-  so that the rename, as slow as a durable write on ext4 (it flushes the new
-  file), runs while the agent starts up on another core instead of before.
-* crash between 2 and 5: the box shows ``[-]``; the next run sees ``running``,
+* crash between the spawn and 1: the state has no ``running``, but its
+  ``next_token`` is the one the agent carries; the next run ends every process
+  carrying it (and says so) and runs the unit again (it never passed).
+* crash between 1 and 2, or between 2 and 5: the next run sees ``running``,
   first ends any process still carrying the token (the agent of the killed
-  run, see :mod:`seqharness.reaper`, and says so), then restores the box and
-  runs the unit again.
+  run), then restores the box if it shows ``[-]``, and runs the unit again.
 * crash between 5 and 6: the state says completed; the next run skips the
   unit and ticks its box (``reconcile``).
 A pass is therefore never lost and never run twice once step 5 is on disk.
+Without a usable ``/proc`` the reaper cannot search by token and uses the
+process group recorded in step 1 instead (a crash before 1 then leaves an
+agent that ignores SIGHUP running: on such systems that window cannot be
+closed without a write before the spawn).
 
 "Atomic" is :func:`seqharness.atomic.atomic_write`: temp file in the same
 folder, flush, rename; "durable" adds the fsync of the file and of the folder.
-Steps 1-3's records (``running``, a ``pgid``, ``[-]``) matter only while
+The records of steps 0-2 (``next_token``, ``running``, ``[-]``) matter only while
 this process or its agent lives: a killed harness leaves them in the kernel,
 and a power loss that drops them also ends the agent, after which a stale
 ``[-]`` reads as "not done" anyway.  So only the outcome (5, 6) pays for
 fsyncs: two durable writes per attempt, the floor crash safety needs.  The
 progress log is one ``O_APPEND`` write per entry (a killed harness loses
-nothing of it; the state is the record the next run trusts).  Step 1, step 2
-and steps 4-6 each run inside :func:`seqharness.interrupts.critical`, so a
-Ctrl-C or SIGTERM never splits them (``kill -9`` can, and the list above
-covers it).
+nothing of it; the state is the record the next run trusts).  Steps 1-2 and
+steps 4-6 run inside :func:`seqharness.interrupts.critical`, so a Ctrl-C or
+SIGTERM never splits them (``kill -9`` can, and the list above covers it).
 
 Writing the ``[-]`` while the agent starts means the agent could, in
 principle, edit tasks.md at the same moment; every write here re-reads the
@@ -75,7 +78,7 @@ from seqharness.harness import Harness, SpecRun, safe_filename, stamp
 from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
 from seqharness.progress import ProgressEntry
 from seqharness.prompt import PromptContext, build_prompt
-from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token, token_reaping_works
+from seqharness.reaper import TOKEN_ENV, end_leftovers, new_token
 from seqharness.reporting import clean_text
 from seqharness.session import AttemptResult, run_attempt
 from seqharness.state import now_iso
@@ -157,9 +160,13 @@ def reconcile(h: Harness, sr: SpecRun) -> None:
     last run saw (:func:`_check_plan`), and boxes of recorded passes ticked.
     """
     state = sr.state
-    dirty = False
     _sweep_temp_files(sr)
     running = state.data.get("running")
+    pending = state.data.get("next_token")
+    if isinstance(pending, str) and pending and not (
+            isinstance(running, dict) and running.get("token") == pending):
+        # Killed after spawning an agent but before recording it as running.
+        _end_leftover_agent(h, {"token": pending, "unit": None})
     if isinstance(running, dict):
         name = running.get("unit")
         _end_leftover_agent(h, running)
@@ -170,11 +177,11 @@ def reconcile(h: Harness, sr: SpecRun) -> None:
                 _set_cell(h, sr, unit.head, cell if isinstance(cell, str) and len(cell) == 1 else " ")
             h.say(f"seqharness: task {unit.name} was interrupted by an earlier run that stopped; it runs again")
         state.data["running"] = None
-        dirty = True
-    dirty = _check_plan(h, sr) or dirty
-    dirty = _check_pause(h, sr) or dirty
-    if dirty:
-        _save_state(sr)
+    _check_plan(h, sr)
+    _check_pause(h, sr)
+    # Always saved: the first agent's token must be on disk before it starts.
+    state.data["next_token"] = new_token()
+    _save_state(sr)
     fault("reconcile")
     for unit in sr.units:
         if sr.state.is_completed(unit.name):
@@ -205,12 +212,14 @@ def _end_leftover_agent(h: Harness, running: dict) -> None:
         return
     def show(pids: list[int]) -> str:
         return ", ".join(f"group {-p}" if p < 0 else str(p) for p in pids)
-    name = clean_text(str(running.get("unit")))[:40]
+    unit = running.get("unit")
+    when = (f"while task {clean_text(str(unit))[:40]} ran" if unit is not None
+            else "just after starting an agent")
     if alive:
-        h.say(f"seqharness: an earlier run was killed while task {name} ran; its agent is still running "
+        h.say(f"seqharness: an earlier run was killed {when}; its agent is still running "
               f"and could not be ended: {show(alive)}")
     else:
-        h.say(f"seqharness: an earlier run was killed while task {name} ran; ended its leftover agent "
+        h.say(f"seqharness: an earlier run was killed {when}; ended its leftover agent "
               f"process(es): {show(found)}")
 
 
@@ -424,24 +433,24 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     invocation = backend.invocation(backend_ctx)
     reader = backend.reader(backend_ctx)
 
-    # 1: record that the unit runs (2, the [-] in tasks.md, follows the spawn).
+    # 0: the agent's token is already in the state (see the module doc).
     head = unit.head
     original_cell = head.cell
-    token = new_token()
+    token = _agent_token(sr)
     running = {"unit": unit.name, "cell": head.cell, "pid": os.getpid(), "since": now_iso(),
                "token": token, "pgid": None}
     env = dict(os.environ if invocation.env is None else invocation.env)
     env[TOKEN_ENV] = token
 
     def spawned(pid: int) -> None:
+        # 1-2 once the agent runs: the renames overlap its start-up.  A Ctrl-C
+        # held here is raised right after, as if it came while the agent ran.
         running["pgid"] = pid  # the agent is a session leader: pid == pgid
+        fault("agent-started")
         with interrupts.critical():
-            if not token_reaping_works():
-                # Only without /proc does the next run need the group to find a
-                # leftover agent; with it, the token recorded in step 1 suffices.
-                _save_state(sr, durable=False)
-            fault("agent-started")
-            # 2, once the agent runs: the rename's latency overlaps its start-up.
+            sr.state.data["running"] = running
+            _save_state(sr, durable=False)
+            fault("running-recorded")
             _set_cell(h, sr, head, "-", durable=False)
             fault("marked")
 
@@ -449,12 +458,6 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     view = h.view
     started_at = now_iso()
     try:
-        # A Ctrl-C held during step 1 (or 2, in spawned) is raised right after
-        # it, and is recorded like one that arrives while the agent runs.
-        with interrupts.critical():
-            sr.state.data["running"] = running
-            _save_state(sr, durable=False)
-            fault("running-recorded")
         if h.tmux is not None:
             window = _open_window(h, unit, transcript)
         if view is not None:
@@ -493,6 +496,22 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
     if outcome.kind == INTERRUPTED:
         raise KeyboardInterrupt
     return AttemptRecord(number, outcome, result, transcript)
+
+
+def _agent_token(sr: SpecRun) -> str:
+    """The token the next agent carries: recorded before it is spawned.
+
+    ``reconcile`` and every outcome save (step 5) put a fresh one in the
+    state, so this normally costs nothing; a state without one (the run was
+    prepared by other means) gets it written here first.
+    """
+    token = sr.state.data.get("next_token")
+    if isinstance(token, str) and token:
+        return token
+    token = sr.state.data["next_token"] = new_token()
+    with interrupts.critical():
+        _save_state(sr, durable=False)
+    return token
 
 
 def _open_window(h: Harness, unit: Unit, transcript: Path) -> str | None:
@@ -542,6 +561,7 @@ def _finish(h: Harness, sr: SpecRun, unit: Unit, number: int, original_cell: str
         iterations = state.data.get("iterations")
         state.data["iterations"] = (iterations if isinstance(iterations, int) else 0) + 1
         state.data["running"] = None
+        state.data["next_token"] = new_token()  # for the next attempt (step 0)
         if outcome.kind == PASSED:
             state.add_completed(unit.task_keys)
             record["keys"] = unit.task_keys

@@ -49,6 +49,7 @@ def empty_spec_state() -> dict[str, Any]:
         "running": None,
         "iterations": 0,
         "paused_until": None,
+        "next_token": None,
     }
 
 
@@ -254,7 +255,7 @@ def _sanitise(entry: dict[str, Any]) -> list[str]:
     if not isinstance(entry.get("halted"), bool):
         entry["halted"] = bool(entry.get("halted")) and isinstance(entry.get("halted_task"), str)
         fixed.append("halted")
-    for key in ("halted_task", "halt_question", "halted_at", "started_at", "completed_at"):
+    for key in ("halted_task", "halt_question", "halted_at", "started_at", "completed_at", "next_token"):
         if entry.get(key) is not None and not isinstance(entry.get(key), str):
             entry[key] = None
             fixed.append(key)

@@ -230,8 +230,7 @@ def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultPr
                           and (fproject.spec_state("feature").get("running") or {}).get("token"), 20)
         agent = fproject.agent_calls()[0]["pid"]
         running = fproject.spec_state("feature")["running"]
-        # With /proc the token is the whole record: no second save for the pgid.
-        assert running["pgid"] is None
+        assert running["pgid"] == agent
         environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
         assert f"SEQHARNESS_AGENT_TOKEN={running['token']}".encode() in environ
         proc.send_signal(signal.SIGKILL)
@@ -247,6 +246,41 @@ def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultPr
     assert wait_until(lambda: not marked_processes(fproject.mark), 3)
     assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
     stats.kill_points.add("orphan-test")
+    stats.orphans_reaped += 1
+
+
+def test_agent_killed_before_it_was_recorded_is_found_by_the_pre_recorded_token(
+        fproject: FaultProject, stats: Stats) -> None:
+    """The harness dies right after spawning the agent, before ``running`` is
+    written: the token the agent carries was recorded beforehand (``next_token``),
+    so the next run still finds and ends it."""
+    fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
+    # The harness stops between the spawn and step 1; once the agent has set
+    # itself up to ignore SIGHUP (it logs its call first), kill -9 the harness.
+    proc = fproject.start(".kiro/specs/feature",
+                          env={"FAKE_AGENT_BEHAVIOUR": "survivor=60", "SEQHARNESS_FAULT": "agent-started@1=sleep:60"})
+    try:
+        assert wait_until(lambda: fproject.agent_calls(), 20)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    agent = fproject.agent_calls()[0]["pid"]
+    time.sleep(0.5)
+    assert marked_processes(fproject.mark) == [agent], "the agent should have outlived the harness"
+    entry = fproject.spec_state("feature")
+    assert entry["running"] is None
+    environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+    assert f"SEQHARNESS_AGENT_TOKEN={entry['next_token']}".encode() in environ
+    assert (fproject.tasks_path("feature")).read_text() == "- [ ] 1. Long tool call\n- [ ] 2. Next\n"
+    res = fproject.run(".kiro/specs/feature")
+    assert res.ret == 0, res.output
+    assert f"killed just after starting an agent; ended its leftover agent process(es): {agent}" in res.stdout
+    assert wait_until(lambda: not marked_processes(fproject.mark), 3)
+    assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
+    stats.kill_points.add("agent-started-unrecorded")
     stats.orphans_reaped += 1
 
 
@@ -332,8 +366,8 @@ def test_state_and_tasks_md_writes_are_atomic_and_fsynced(fproject: FaultProject
         else:
             # An [x] is written only after the state that records the pass is on disk.
             assert last_durable_state >= 0, "tasks.md made durable before any durable state"
-    # Per task: running fast (no pgid save: /proc is there), outcome durable; plus the
-    # run's start and end saves.
+    # Per task: running fast, outcome durable (with the next token); plus the run's
+    # start, reconcile (the first token) and end saves.
     assert fast == {"SEQUENTIAL_STATE.json": 2, "tasks.md": 2}, fast
     assert durable["SEQUENTIAL_STATE.json"] >= 3 and durable["tasks.md"] == 2, durable
     progress = f"{specs}/SEQUENTIAL_PROGRESS.md"
