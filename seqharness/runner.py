@@ -453,13 +453,15 @@ def _attempt(h: Harness, sr: SpecRun, unit: Unit, number: int, previous: str | N
             fault("running-recorded")
             _set_cell(h, sr, head, "-", durable=False)
             fault("marked")
+        if h.tmux is not None:
+            # The window's viewer replays the transcript from its first byte,
+            # so opening it now loses nothing, and its tmux round trips too
+            # overlap the agent's start-up.
+            _open_window(h, unit, transcript)
 
-    window = None
     view = h.view
     started_at = now_iso()
     try:
-        if h.tmux is not None:
-            window = _open_window(h, unit, transcript)
         if view is not None:
             view.attempt_started(sr, unit, number, transcript)
         result = run_attempt(
