@@ -11,6 +11,7 @@ import pytest
 
 from seqharness.cli import check_spec_path, translate_args
 from seqharness.lock import LockedError, RunLock
+from seqharness import state as state_mod
 from seqharness.state import StateStore
 
 
@@ -43,6 +44,26 @@ def test_original_flat_state_is_kept_as_legacy(tmp_path: Path) -> None:
     store.save()
     doc = json.loads((tmp_path / "SEQUENTIAL_STATE.json").read_text())
     assert doc["legacy"]["completed"] == ["1"]
+
+
+_DOC = {"version": 2, "specs": {"f": {"completed": ["1", "2.1"], "running": None, "paused_until": 1.5,
+                                     "tasks": {"1": {"title": "Ünïcode ✓ \"quoted\"\n", "attempts": 3}}}}}
+
+
+def test_state_encoding_is_compact_json_that_reads_back_equal() -> None:
+    blob = state_mod.encode(_DOC)
+    assert blob.endswith(b"\n") and blob.count(b"\n") == 1 and b": " not in blob
+    assert json.loads(blob) == _DOC
+    assert "✓".encode() in blob  # UTF-8, not \u escapes
+
+
+def test_state_encoding_falls_back_to_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A value orjson refuses (beyond 64 bits, as in a hand-edited file) ...
+    huge = dict(_DOC, big=10**30)
+    assert json.loads(state_mod.encode(huge)) == huge
+    # ... and no orjson at all.
+    monkeypatch.setattr(state_mod, "_orjson", None)
+    assert json.loads(state_mod.encode(_DOC)) == _DOC
 
 
 def test_lock_refuses_a_second_holder_and_is_freed_by_death(tmp_path: Path) -> None:
