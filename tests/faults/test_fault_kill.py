@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -221,30 +222,44 @@ def test_kill9_anywhere_in_a_run_then_a_fresh_run_recovers(tmp_path: Path, stats
     assert sum(r.get("reaped", 0) for r in results) >= 1, "no trial left an orphan to end"
 
 
-def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultProject, stats: Stats) -> None:
-    """The agent ignores SIGHUP and outlives its harness; the next run must end it and say so."""
-    fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
-    proc = fproject.start(".kiro/specs/feature", env={"FAKE_AGENT_BEHAVIOUR": "survivor=60"})
+def _kill_harness_when(fproject: FaultProject, proc: subprocess.Popen, ready: Callable[[], object],
+                       settle: float = 0.0) -> int:
+    """kill -9 the harness once *ready()* (and *settle* s more); return the pid of its
+    agent, checked to have outlived it (it ignores SIGHUP)."""
     try:
-        assert wait_until(lambda: fproject.agent_calls() and fproject.state_path.exists()
-                          and (fproject.spec_state("feature").get("running") or {}).get("token"), 20)
-        agent = fproject.agent_calls()[0]["pid"]
-        running = fproject.spec_state("feature")["running"]
-        assert running["pgid"] == agent
-        environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
-        assert f"SEQHARNESS_AGENT_TOKEN={running['token']}".encode() in environ
+        assert wait_until(ready, 20)
+        time.sleep(settle)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    agent = fproject.agent_calls()[0]["pid"]
     time.sleep(0.5)
     assert marked_processes(fproject.mark) == [agent], "the agent should have outlived the harness"
-    res = fproject.run(".kiro/specs/feature")
-    assert res.ret == 0, res.output
-    assert f"ended its leftover agent process(es): {agent}" in res.stdout
+    return agent
+
+
+def _recovered(fproject: FaultProject, ret: int, stdout: str, output: str, message: str) -> None:
+    """The next run said *message*, ended the leftover agent and ran task 1 again."""
+    assert ret == 0, output
+    assert message in stdout, stdout
     assert wait_until(lambda: not marked_processes(fproject.mark), 3)
     assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
+
+
+def test_orphan_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultProject, stats: Stats) -> None:
+    """The agent ignores SIGHUP and outlives its harness; the next run must end it and say so."""
+    fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
+    proc = fproject.start(".kiro/specs/feature", env={"FAKE_AGENT_BEHAVIOUR": "survivor=60"})
+    agent = _kill_harness_when(fproject, proc, lambda: fproject.agent_calls() and fproject.state_path.exists()
+                               and (fproject.spec_state("feature").get("running") or {}).get("token"))
+    running = fproject.spec_state("feature")["running"]
+    assert running["pgid"] == agent
+    environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+    assert f"SEQHARNESS_AGENT_TOKEN={running['token']}".encode() in environ
+    res = fproject.run(".kiro/specs/feature")
+    _recovered(fproject, res.ret, res.stdout, res.output, f"ended its leftover agent process(es): {agent}")
     stats.kill_points.add("orphan-test")
     stats.orphans_reaped += 1
 
@@ -259,27 +274,15 @@ def test_agent_killed_before_it_was_recorded_is_found_by_the_pre_recorded_token(
     # itself up to ignore SIGHUP (it logs its call first), kill -9 the harness.
     proc = fproject.start(".kiro/specs/feature",
                           env={"FAKE_AGENT_BEHAVIOUR": "survivor=60", "SEQHARNESS_FAULT": "agent-started@1=sleep:60"})
-    try:
-        assert wait_until(lambda: fproject.agent_calls(), 20)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    agent = fproject.agent_calls()[0]["pid"]
-    time.sleep(0.5)
-    assert marked_processes(fproject.mark) == [agent], "the agent should have outlived the harness"
+    agent = _kill_harness_when(fproject, proc, fproject.agent_calls, settle=0.3)
     entry = fproject.spec_state("feature")
     assert entry["running"] is None
     environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
     assert f"SEQHARNESS_AGENT_TOKEN={entry['next_token']}".encode() in environ
     assert (fproject.tasks_path("feature")).read_text() == "- [ ] 1. Long tool call\n- [ ] 2. Next\n"
     res = fproject.run(".kiro/specs/feature")
-    assert res.ret == 0, res.output
-    assert f"killed just after starting an agent; ended its leftover agent process(es): {agent}" in res.stdout
-    assert wait_until(lambda: not marked_processes(fproject.mark), 3)
-    assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
+    _recovered(fproject, res.ret, res.stdout, res.output,
+               f"killed just after starting an agent; ended its leftover agent process(es): {agent}")
     stats.kill_points.add("agent-started-unrecorded")
     stats.orphans_reaped += 1
 
@@ -294,29 +297,18 @@ _NO_PROC_SEQHARNESS = (
 
 def test_without_proc_the_agents_group_is_recorded_and_ended(fproject: FaultProject, stats: Stats) -> None:
     """No /proc, no search by token: the state records the agent's process group
-    once it is spawned (one more save), and the next run ends that group."""
+    once it is spawned, and the next run ends that group."""
     fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
     argv = [sys.executable, "-c", _NO_PROC_SEQHARNESS, ".kiro/specs/feature", "--backend", fake_backend()]
     proc = subprocess.Popen(argv, cwd=fproject.root, env=fproject.full_env({"FAKE_AGENT_BEHAVIOUR": "survivor=60"}),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_until(lambda: fproject.agent_calls() and fproject.state_path.exists()
-                          and (fproject.spec_state("feature").get("running") or {}).get("pgid"), 20)
-        agent = fproject.agent_calls()[0]["pid"]
-        assert fproject.spec_state("feature")["running"]["pgid"] == agent
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    time.sleep(0.5)
-    assert marked_processes(fproject.mark) == [agent], "the agent should have outlived the harness"
+    agent = _kill_harness_when(fproject, proc, lambda: fproject.agent_calls() and fproject.state_path.exists()
+                               and (fproject.spec_state("feature").get("running") or {}).get("pgid"))
+    assert fproject.spec_state("feature")["running"]["pgid"] == agent
     res = subprocess.run(argv, cwd=fproject.root, env=fproject.full_env(), stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert f"ended its leftover agent process(es): group {agent}" in res.stdout
-    assert wait_until(lambda: not marked_processes(fproject.mark), 3)
-    assert [c["task"] for c in fproject.agent_calls()] == ["1", "1", "2"]
+                         capture_output=True, text=True, timeout=120, check=False)
+    _recovered(fproject, res.returncode, res.stdout, res.stdout + res.stderr,
+               f"ended its leftover agent process(es): group {agent}")
     stats.kill_points.add("orphan-test-no-proc")
     stats.orphans_reaped += 1
 
