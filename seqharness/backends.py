@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from seqharness.outcome import Outcome, interpret
 from seqharness.session import AttemptResult
@@ -205,6 +205,6 @@ register_backend("cmd", CommandBackend)
 
 # The built-in CLI profiles (claude, codex, opencode, gemini, aider, kiro-cli),
 # registered lazily: a profile module is imported only when it is used.
-from seqharness.profiles import register_builtin_profiles  # noqa: E402
+from seqharness.profiles import register_builtin_profiles
 
 register_builtin_profiles()

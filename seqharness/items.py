@@ -14,9 +14,10 @@ traceback and "Interrupted"): they are recorded and turned into one
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

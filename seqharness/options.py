@@ -121,7 +121,7 @@ class Settings:
     question_idle: float | None = 120.0
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> "Settings":
+    def from_config(cls, config: pytest.Config) -> Settings:
         opt = config.option
 
         def ini(name: str) -> str | None:

@@ -45,7 +45,7 @@ def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcom
     if result.reason == "timeout":
         return Outcome(FAILED, f"timeout: the agent ran longer than the --timeout ({result.duration:.0f}s) and was stopped")
     if result.reason == "idle":
-        return Outcome(FAILED, f"idle: the agent printed nothing for longer than --idle-timeout and was stopped")
+        return Outcome(FAILED, "idle: the agent printed nothing for longer than --idle-timeout and was stopped")
     code = result.exit_status
     if code is None:
         sig = result.term_signal

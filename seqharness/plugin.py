@@ -12,16 +12,15 @@ pytest does not recurse into, so a spec is run only when asked for by path.
 from __future__ import annotations
 
 import gc
-import os
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 
-from seqharness import hookspec, interrupts
+from seqharness import faults, hookspec, interrupts
 from seqharness.backends import BackendError, resolve_backend
 from seqharness.errors import EXIT_FAILED, EXIT_HALTED, EXIT_USAGE
-from seqharness import faults
 from seqharness.faults import fault
 from seqharness.harness import Budget, Harness
 from seqharness.items import HARNESS, SPEC_ERRORS, SpecFile, TaskItem
@@ -86,7 +85,7 @@ def _default_junit_logging(config: pytest.Config) -> None:
     overriding an explicit ini or ``-o`` value.
     """
     if config.getini("junit_logging") == "no" and not _explicit_ini(config, "junit_logging"):
-        config._inicache["junit_logging"] = "system-out"  # noqa: SLF001 - see docstring
+        config._inicache["junit_logging"] = "system-out"  # private: see the docstring
 
 
 def _explicit_ini(config: pytest.Config, name: str) -> bool:
@@ -232,7 +231,7 @@ def _start_live_view(h: Harness, config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    tw = reporter._tw  # noqa: SLF001 - the writer pytest's own lines go through
+    tw = reporter._tw  # private: the writer pytest's own lines go through
     if live.wanted(h.settings.live, getattr(tw, "_file", None)):
         h.view = live.LiveView(h, tw)
 
@@ -402,5 +401,5 @@ def _fault_inside_junit_writer(session: pytest.Session) -> None:
         fault("junit-writing")
         return inner()
 
-    xml._get_global_properties_node = reached  # noqa: SLF001 - test-only fault point
+    xml._get_global_properties_node = reached  # private: a test-only fault point
 

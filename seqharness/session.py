@@ -60,15 +60,16 @@ import select
 import signal
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import pexpect
 
 from .interrupts import hurry_window
 from .signals import SignalScanner, strip_ansi
 
-__all__ = ["AttemptResult", "run_attempt", "group_alive"]
+__all__ = ["AttemptResult", "group_alive", "run_attempt"]
 
 _POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 READ_SIZE = 65536  # bytes per os.read(); a PTY hands out ~4 KiB per read anyway
@@ -464,7 +465,7 @@ class _Attempt:
                 obj.delayafterterminate = 0
         try:
             child.close(force=True)
-        except Exception:  # pragma: no cover - already reaped; just free the fd
+        except Exception:  # noqa: BLE001  # pragma: no cover - already reaped; just free the fd
             try:
                 os.close(self.fd)
             except OSError:
@@ -622,7 +623,7 @@ def run_attempt(
         except (pexpect.ExceptionPexpect, OSError) as exc:
             detail = str(exc).strip() or type(exc).__name__
             return _spawn_error(f"cannot start {argv[0]!r}: {detail}", start)
-        except Exception as exc:  # ptyprocess: "Subprocess failed, got bad error data"
+        except Exception as exc:  # noqa: BLE001 - ptyprocess: "Subprocess failed, got bad error data"
             return _spawn_error(f"cannot start {argv[0]!r}: {exc}", start)
 
         try:

@@ -20,8 +20,9 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from seqharness.atomic import atomic_write
 

@@ -51,8 +51,8 @@ class Unit:
     name: str
     head: Task
     tasks: list[Task]                 # head first, then descendants in file order
-    depends_on: list["Unit"] = field(default_factory=list)   # explicit: skip if unmet
-    after: list["Unit"] = field(default_factory=list)        # wave graph: ordering only
+    depends_on: list[Unit] = field(default_factory=list)   # explicit: skip if unmet
+    after: list[Unit] = field(default_factory=list)        # wave graph: ordering only
 
     @property
     def title(self) -> str:

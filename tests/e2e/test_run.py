@@ -457,7 +457,6 @@ def test_reset_forgets_the_spec_state(project: Project) -> None:
 
 def test_live_view_on_a_terminal(project: Project) -> None:
     import pexpect
-
     from conftest import seqharness_command
 
     project.spec("feature", """

@@ -34,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import fake_backend  # tests/conftest.py
 
 from .faultkit import (

@@ -30,7 +30,7 @@ FAKE_AGENT = REPO / "fixtures" / "fake_agent.py"
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
 
-from seqharness.session import AttemptResult, group_alive, run_attempt  # noqa: E402
+from seqharness.session import AttemptResult, group_alive, run_attempt
 
 DONE_TAG = "<promise>TASK_DONE</promise>"
 HALT_TAG = "<promise>HALT</promise>"
@@ -355,7 +355,7 @@ def test_spawn_error_for_a_missing_cwd(tmp_path):
 def test_cwd_vanishing_after_the_check_is_still_a_spawn_error(tmp_path, monkeypatch):
     """With spawn(cwd=...) a failing chdir raises in the forked copy of *this*
     process, which would then go on running pytest inside the PTY."""
-    import seqharness.session as session
+    from seqharness import session
 
     monkeypatch.setattr(session, "_cwd_problem", lambda cwd: None)
     started = time.monotonic()

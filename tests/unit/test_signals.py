@@ -68,7 +68,7 @@ def test_strip_ansi_unterminated_osc_runs_to_end_of_line_only():
         (f"All done. {DONE_TAG}\n", DONE),  # tag inside the agent's own sentence
         (f"  \x1b[1m{DONE_TAG}\x1b[0m  \n", DONE),
         (f"⏺ {DONE_TAG}\n", DONE),  # claude-style bullet
-        (f"<promise> TASK_DONE </promise>\n", DONE),
+        ("<promise> TASK_DONE </promise>\n", DONE),
         ("<promise>TASK_DONE</promise\n", None),  # broken tag
         ("<promise>task_done</promise>\n", None),  # tags are case-sensitive
     ],
@@ -113,7 +113,7 @@ def test_one_character_at_a_time():
 
 def test_crlf_and_stray_carriage_returns():
     assert scan(f"work\r\n{DONE_TAG}\r\n").signal == DONE
-    assert scan(f"<prom\rise>TASK_DONE</promise>\r\r\n").signal == DONE
+    assert scan("<prom\rise>TASK_DONE</promise>\r\r\n").signal == DONE
 
 
 def test_ansi_inside_the_tag():

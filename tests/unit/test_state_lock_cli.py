@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from seqharness import state as state_mod
 from seqharness.cli import check_spec_path, translate_args
 from seqharness.lock import LockedError, RunLock
-from seqharness import state as state_mod
 from seqharness.state import StateStore
 
 
