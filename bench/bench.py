@@ -233,6 +233,15 @@ class Bench:
             raise BenchError(f"exit {proc.returncode} (expected {expect}) from {shlex.join(argv)}\n{tail}")
         return seconds
 
+    def run_then_kill_tmux(self, argv: list[str], root: Path, env: dict[str, str],
+                           tmux: str | None) -> float:
+        """:meth:`run` in *root*, then stop the run's private tmux server (untimed)."""
+        try:
+            return self.run(argv, cwd=root, env=env)
+        finally:
+            if tmux:
+                self.kill_tmux(tmux)
+
     def settle(self) -> None:
         """Start a figure on a quiet machine: flush what the previous one wrote.
 
@@ -329,11 +338,7 @@ class Bench:
         # --max-iterations: the default budget (50) would skip tasks beyond the 50th
         argv += ["--junitxml", str(junit), "--backend", self.backend,
                  "--max-iterations", str(max(50, n)), *(extra or [])]
-        try:
-            seconds = self.run(argv, cwd=root, env=env)
-        finally:
-            if tmux:
-                self.kill_tmux(tmux)
+        seconds = self.run_then_kill_tmux(argv, root, env, tmux)
         counts = junit_counts(junit)
         if counts["tests"] != n or counts["failures"] or counts["errors"] or counts["skipped"]:
             raise BenchError(f"seqharness run of {n} tasks: junit says {counts}")
@@ -351,11 +356,7 @@ class Bench:
                 "--floor-prompt", str(self.prompt)]
         if tmux:
             argv += ["--floor-tmux", tmux]
-        try:
-            seconds = self.run(argv, cwd=root, env=env)
-        finally:
-            if tmux:
-                self.kill_tmux(tmux)
+        seconds = self.run_then_kill_tmux(argv, root, env, tmux)
         counts = junit_counts(junit)
         if counts["tests"] != n or counts["failures"] or counts["errors"]:
             raise BenchError(f"floor P run of {n} tasks: junit says {counts}")

@@ -311,6 +311,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             if all(sr.state.is_completed(u.name) or u.done_in_file(h.settings.include_optional)
                    or (u.optional and not h.settings.include_optional) for u in sr.units):
                 sr.state.data["completed_at"] = now_iso()
+            # Every agent of this run has ended (run_attempt guarantees it), so
+            # no process carries the token left for a next attempt: the next
+            # run need not search /proc for it (reconcile writes a fresh one).
+            sr.state.data["next_token"] = None
             sr.state.save()
         except OSError:
             pass

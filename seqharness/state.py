@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from seqharness.atomic import atomic_write
+from seqharness.faults import fault
 
 try:  # a declared dependency, but the state must not depend on a compiled wheel
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised by the fallback test
     _orjson = None
-from seqharness.faults import fault
 
 STATE_VERSION = 2
 STATE_NAME = "SEQUENTIAL_STATE.json"

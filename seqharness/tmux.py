@@ -342,10 +342,11 @@ class TmuxView:
         timeout, or when tmux cannot be executed.
         """
         with self._lock:
-            lines = [command_line(cmd) for cmd in _split_commands(args)] if control else [None]
+            commands = _split_commands(args)
+            lines = [command_line(cmd) for cmd in commands] if control else [None]
             if lines and all(line is not None for line in lines) and self._connected():
                 try:
-                    return self._run_control(args, lines)  # type: ignore[arg-type]
+                    return self._run_control(args, commands, lines)  # type: ignore[arg-type]
                 except ControlLost as exc:
                     self._control = None
                     self._resync = self._resync or exc.sent
@@ -373,10 +374,10 @@ class TmuxView:
             return False
         return True
 
-    def _run_control(self, args: Sequence[str], lines: list[str]) -> str:
+    def _run_control(self, args: Sequence[str], commands: list[list[str]], lines: list[str]) -> str:
         assert self._control is not None
         out = []
-        for cmd, line in zip(_split_commands(args), lines):
+        for cmd, line in zip(commands, lines, strict=True):
             ok, text = self._control.command(line, self.timeout)
             if not ok:
                 err = text.strip()

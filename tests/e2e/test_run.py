@@ -44,6 +44,8 @@ def test_all_pass_exits_0_ticks_tasks_and_records_state(project: Project, tmp_pa
     state = project.state()["specs"]["feature"]
     assert state["completed"][:1] == ["1"] and "2" in state["completed"] and "2.1" in state["completed"]
     assert state["halted"] is False and state["completed_at"]
+    # No agent of the run is left, so no token for the next run to search /proc for.
+    assert state["running"] is None and state["next_token"] is None
     assert [c["task"] for c in project.agent_calls()] == ["1", "2", "3"]
     progress = (project.root / ".kiro/specs/SEQUENTIAL_PROGRESS.md").read_text()
     assert progress.count("· PASSED") == 3
