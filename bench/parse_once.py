@@ -5,7 +5,7 @@
 Builds the N-task plan of :func:`specgen.big_tasks_md` (not timed), then times
 exactly one call and prints its wall time in seconds:
 
-* ``parse``: :func:`seqharness.taskfile.parse` of the plan;
+* ``parse``: :func:`seqharness.taskscan.parse` of the plan;
 * ``floor``: the one-regex scan of the checkbox lines (the floor);
 * ``units``: :func:`seqharness.units.build_units` over the parsed plan (the
   parse itself not timed);
@@ -34,7 +34,7 @@ FLOOR_RE = re.compile(rb"^[ \t]*[-*+] \[(.)\][ \t]*(.*?)\r?$", re.MULTILINE)
 
 def main() -> int:
     n, what = int(sys.argv[1]), sys.argv[2]
-    from seqharness.taskfile import parse
+    from seqharness.taskscan import parse
 
     data = specgen.big_tasks_md(n)
     if what == "parse":

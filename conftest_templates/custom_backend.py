@@ -7,7 +7,7 @@ factory as ``extra``).
 
 import shlex
 
-from seqharness.backends import Backend, BackendContext, Invocation, register_backend
+from seqharness.backends import Backend, BackendContext, BackendRegistry, Invocation
 
 
 class MyAgent(Backend):
@@ -32,4 +32,6 @@ class MyAgent(Backend):
     # structured (JSON) output stream.
 
 
-register_backend("myagent", MyAgent)
+def pytest_seqharness_add_backends(backends: BackendRegistry) -> None:
+    """Make ``--backend myagent`` known (a built-in name given here replaces the built-in)."""
+    backends.add("myagent", MyAgent)

@@ -12,11 +12,14 @@ without code as ini routing rules::
 
 import re
 
+import pytest
+
 UI_WORDS = re.compile(r"\b(page|screen|component|css|style|layout)\b", re.IGNORECASE)  # EDIT
 UI_BACKEND = "gemini"                                                                    # EDIT
 
 
-def pytest_seqharness_assign_backend(unit, spec_name):
+@pytest.hookimpl(tryfirst=True)  # EDIT: drop tryfirst to let the ini routes decide first
+def pytest_seqharness_choose_backend(spec, unit):
     """Return a --backend value for this dispatch unit, or None for the default."""
     types = [a.value.strip().lower() for a in unit.head.annotations if a.norm == "type"]
     if "ui" in types or UI_WORDS.search(unit.title):

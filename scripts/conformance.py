@@ -36,7 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from seqharness.taskfile import TaskFile, parse, split_lines
+from seqharness.taskfile import TaskFile, split_lines
+from seqharness.taskscan import parse
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "kiro-tasks"
 

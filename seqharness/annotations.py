@@ -1,26 +1,13 @@
-"""Annotation parsing for ``tasks.md`` task bodies (grammar rule R8).
+"""Annotations in ``tasks.md`` task bodies and the task fields derived from them (rule R8).
 
-Kiro and its relatives attach metadata to a task as italic ``_Key: value_``
-lines in the task's body (``- _Requirements: 1.1, 2.3_``).  Real files write
-the same idea in several shapes, so this module recognises:
-
-1. the underscore form ``_Key: value_`` (optionally behind a list marker);
-2. the key-only italic forms ``_Requirements:_ 12`` and ``_成熟方案_: …``;
-3. a value wrapped over several lines (the first line has no closing ``_``);
-   the caller (:mod:`seqharness.taskfile`) feeds continuation lines because only
-   it knows the indentation structure;
-4. an inline annotation at the very end of a title or detail line;
-
-plus the two bold forms Kiro writes for property-based tests,
-``**Property 3: name**`` and ``**Validates: Requirements 1.1, 5.5**``.
-
-Everything here works on *decoded* text and never touches bytes: annotations
-are read-only metadata, so nothing in this module can affect a round-trip.
-The module is kept separate from the line scanner so that the scanner stays
-small and so that the value splitting (requirement ranges, dependency ids) can
-be unit-tested on its own.  It also derives each task's ``requirements`` and
-``depends`` once the whole file is scanned, including the Kiro wave graph
-(``## Task Dependency Graph`` JSON), because those need every task's id.
+Kiro and its relatives attach metadata to a task as ``_Key: value_`` lines in
+its body, written in several shapes in real files; this module turns them into
+:class:`Annotation` records for the scanner (:mod:`seqharness.taskscan`) and,
+once the whole file is scanned, derives each task's ``requirements``,
+``depends`` and wave-graph order, which need every task's id.  It is separate
+so that the value splitting (requirement ranges, dependency ids) can be tested
+on its own, and it only reads decoded text, so it can never affect a
+round-trip.  The recognised shapes are listed in ``docs/taskfile.md``.
 """
 
 from __future__ import annotations
@@ -32,16 +19,19 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # the parser imports this module; the type is only for hints
+if TYPE_CHECKING:  # taskfile imports this module at run time; Task is only a hint
     from seqharness.taskfile import Task
 
 __all__ = [
+    "FAST_LINE_RE",
+    "KEY_CACHE",
     "KEY_NORMALISATION",
     "Annotation",
     "LineAnnotation",
     "Wrap",
     "annotate",
     "bold_annotations",
+    "cached_norm",
     "derive",
     "inline_annotation",
     "line_annotation",

@@ -1,74 +1,35 @@
-"""Choosing a backend per dispatch unit (``--assign-backend``, routing rules).
+"""LLM assignment (``--assign-backend``): an agent classifies each task once.
 
 As in the original script, an *assignment backend* can be asked, before a
 unit first runs, to classify it: a type (``code``, ``ui``, ``review``) and an
 owner agent.  The answer is cached in the state's ``assignments`` so it is
 asked once per unit, not once per attempt or per run.  Types map to backends
 by ``--assign-map`` (default as in the original: code and review to codex, ui
-to gemini); an owner that names a backend directly wins.
-
-Deterministic alternatives that need no LLM are tried first: routing rules
-(ini ``seqharness_routes``, one ``type:ui = gemini`` or ``title:/regex/ = claude``
-per line; the type comes from a ``_Type: ui_`` annotation) and the
-``pytest_seqharness_assign_backend`` hook.  If the assignment call fails, the
-default backend is used and the run says so; assignment never stops a run.
+to gemini); an owner that names a backend directly wins.  It is the
+``trylast`` answer of ``pytest_seqharness_choose_backend``: ini routes and
+conftest hooks come first.  If the call fails, the default backend is used
+and the run says so; assignment never stops a run.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import pytest
+
+from seqharness.harness import RunPlugin
 from seqharness.signals import strip_ansi
 from seqharness.units import Unit
+
+if TYPE_CHECKING:
+    from seqharness.harness import SpecRun
 
 TYPES = ("code", "ui", "review")
 DEFAULT_MAP = {"code": "codex", "ui": "gemini", "review": "codex"}
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
-
-
-@dataclass
-class Route:
-    kind: str          # "type" | "title"
-    pattern: str
-    backend: str
-
-    def matches(self, unit: Unit) -> bool:
-        if self.kind == "type":
-            return unit_type(unit) == self.pattern.lower()
-        return re.search(self.pattern, unit.title, re.IGNORECASE) is not None
-
-
-_ROUTE = re.compile(r"^(type|title):(.+?)\s+=\s+(\S.*)$")
-
-
-def parse_routes(lines: list[str]) -> list[Route]:
-    """``type:ui = gemini`` / ``title:/login|auth/ = claude``; ValueError names the bad line.
-
-    The first `` = `` (with spaces) separates the rule from the backend, so a
-    backend value may itself contain ``=`` (``cmd:agent --prompt-file={prompt_file}``).
-    """
-    routes = []
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _ROUTE.match(line)
-        if match is None:
-            raise ValueError(f"seqharness_routes: cannot read {line!r} "
-                             "(expected 'type:ui = gemini' or 'title:/regex/ = claude')")
-        kind, pattern, backend = match.group(1), match.group(2).strip(), match.group(3).strip()
-        if kind == "title":
-            pattern = pattern.strip("/")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"seqharness_routes: bad regex in {line!r}: {exc}") from None
-        routes.append(Route(kind, pattern, backend))
-    return routes
 
 
 def parse_map(text: str | None) -> dict[str, str]:
@@ -79,14 +40,6 @@ def parse_map(text: str | None) -> dict[str, str]:
         if sep and key.strip() and value.strip():
             mapping[key.strip().lower()] = value.strip()
     return mapping
-
-
-def unit_type(unit: Unit) -> str | None:
-    """The ``_Type: ui_`` annotation of the unit's head task, if any."""
-    for ann in unit.head.annotations:
-        if ann.norm in ("type", "task type"):
-            return ann.value.strip().lower()
-    return None
 
 
 def assignment_prompt(unit: Unit, tasks_path: Path, spec_name: str) -> str:
@@ -119,7 +72,7 @@ def parse_answer(text: str) -> dict[str, str] | None:
     return None
 
 
-def choose_backend(answer: dict[str, str], mapping: dict[str, str], known: set[str]) -> str:
+def backend_for_answer(answer: dict[str, str], mapping: dict[str, str], known: set[str]) -> str:
     owner = answer.get("owner", "")
     if owner and owner in mapping:
         return mapping[owner]
@@ -128,87 +81,62 @@ def choose_backend(answer: dict[str, str], mapping: dict[str, str], known: set[s
     return mapping.get(answer["type"], mapping["code"])
 
 
-def cached(assignments: dict[str, Any], unit: Unit) -> str | None:
-    entry = assignments.get(unit.name)
-    if isinstance(entry, dict) and isinstance(entry.get("backend"), str):
-        return entry["backend"]
-    return None
+class Assignment(RunPlugin):
+    """Plugin ``seqharness.assign``: ``--assign-backend``, asked once per unit."""
 
+    def setup(self) -> None:
+        self.mapping = parse_map(self.h.settings.assign_map)
 
-def backend_for(h: Any, sr: Any, unit: Unit) -> Any:
-    """The backend that runs *unit*: routes, then the hook, then the LLM, then --backend."""
-    from seqharness.backends import BackendError, resolve_backend
+    @pytest.hookimpl(trylast=True)
+    def pytest_seqharness_choose_backend(self, spec: SpecRun, unit: Unit) -> str | None:
+        if not self.h.settings.assign_backend:
+            return None
+        return spec.state.assignment(unit.name) or self._ask(spec, unit)
 
-    spec: str | None = None
-    source = ""
-    for route in h.routes:
-        if route.matches(unit):
-            spec, source = route.backend, f"route {route.kind}:{route.pattern}"
-            break
-    if spec is None and h.hook is not None:
-        spec = h.hook.pytest_seqharness_assign_backend(unit=unit, spec_name=sr.name)
-        source = "hook"
-    if spec is None and h.settings.assign_backend:
-        spec = cached(sr.state.data["assignments"], unit) or _ask(h, sr, unit)
-        source = "assignment"
-    if not spec:
-        return h.backend
-    if spec in h.backend_cache:
-        return h.backend_cache[spec]
-    try:
-        backend = resolve_backend(spec)
-        backend.check()
-    except BackendError as exc:
-        h.say(f"seqharness: {source} chose backend {spec!r} for task {unit.name}, but {exc}; "
-              f"using the default backend")
-        backend = h.backend
-    h.backend_cache[spec] = backend
-    return backend
+    def _ask(self, spec: SpecRun, unit: Unit) -> str | None:
+        """One assignment call; the answer is cached in the state. None on failure."""
+        from seqharness.backends import BackendContext, BackendError
+        from seqharness.faults import fault
+        from seqharness.harness import safe_filename, stamp
+        from seqharness.record import agent_token, save_state
+        from seqharness.runner import run_agent
 
-
-def _ask(h: Any, sr: Any, unit: Unit) -> str | None:
-    """One assignment call; the answer is cached in the state. None on failure."""
-    from seqharness.backends import BackendContext, BackendError, resolve_backend
-    from seqharness.harness import safe_filename, stamp
-    from seqharness.session import run_attempt
-    from seqharness.state import now_iso
-
-    settings = h.settings
-    spec = settings.assign_backend
-    if settings.assign_opencode_agent and spec.split(":", 1)[0] == "opencode":
-        spec = f"{spec}{' ' if ':' in spec else ':'}--agent {settings.assign_opencode_agent}"
-    try:
-        backend = h.backend_cache.get(spec) or resolve_backend(spec)
-        backend.check()
-        h.backend_cache[spec] = backend
-    except BackendError as exc:
-        h.say_once("assign-backend", f"seqharness: assignment disabled: {exc}; using the default backend")
-        return None
-    folder = sr.run_dir / "assign"
-    folder.mkdir(parents=True, exist_ok=True)
-    transcript = folder / f"{safe_filename(unit.name)}-{stamp()}.log"
-    prompt = assignment_prompt(unit, sr.tasks_path, sr.name)
-    prompt_file = transcript.with_suffix(".prompt.md")
-    prompt_file.write_text(prompt, encoding="utf-8")
-    ctx = BackendContext(prompt=prompt, prompt_file=str(prompt_file), task_id=unit.name,
-                         workdir=str(sr.workdir), spec_dir=str(sr.spec_dir))
-    invocation = backend.invocation(ctx)
-    reader = backend.reader(ctx)
-    result = run_attempt(invocation.argv, cwd=str(sr.workdir), env=invocation.env, prompt=prompt,
-                         transcript_path=str(transcript), timeout=settings.assign_timeout,
-                         idle_timeout=settings.idle_timeout, stdin_text=invocation.stdin_text,
-                         on_output=reader.feed if reader is not None else None)
-    if reader is not None:
-        reader.close()
-    text = getattr(reader, "final_text", None) or result.tail
-    answer = parse_answer(text) if result.reason == "exited" else None
-    if answer is None:
-        h.say(f"seqharness: assignment of task {unit.name} failed ({result.reason}, exit "
-              f"{result.exit_status}); using the default backend")
-        return None
-    chosen = choose_backend(answer, h.assign_map, set(h.known_backends))
-    sr.state.data["assignments"][unit.name] = {**answer, "backend": chosen, "at": now_iso()}
-    sr.state.save()
-    h.say(f"seqharness: task {unit.name} assigned: type {answer['type']}, owner "
-          f"{answer['owner'] or '-'} -> backend {chosen}")
-    return chosen
+        h = self.h
+        settings = h.settings
+        value = settings.assign_backend or ""
+        if settings.assign_opencode_agent and value.split(":", 1)[0] == "opencode":
+            value = f"{value}{' ' if ':' in value else ':'}--agent {settings.assign_opencode_agent}"
+        try:
+            backend = h.backends.resolve(value)
+            backend.check()
+        except BackendError as exc:
+            h.say_once("assign-backend", f"seqharness: assignment disabled: {exc}; using the default backend")
+            return None
+        folder = spec.run_dir / "assign"
+        folder.mkdir(parents=True, exist_ok=True)
+        transcript = folder / f"{safe_filename(unit.name)}-{stamp()}.log"
+        prompt = assignment_prompt(unit, spec.tasks_path, spec.name)
+        prompt_file = transcript.with_suffix(".prompt.md")
+        prompt_file.write_text(prompt, encoding="utf-8")
+        ctx = BackendContext(prompt=prompt, prompt_file=str(prompt_file), task_id=unit.name,
+                             workdir=str(spec.workdir), spec_dir=str(spec.spec_dir))
+        reader = backend.reader(ctx)
+        # The same start as a task attempt: the token recorded in the state
+        # goes with the agent, so a run killed now leaves nothing behind.
+        result = run_agent(h, spec, backend.invocation(ctx), prompt=prompt, transcript=transcript,
+                           token=agent_token(spec), timeout=settings.assign_timeout, reader=reader,
+                           on_spawn=lambda pid: fault("assign-started"))
+        if reader is not None:
+            reader.close()
+        text = getattr(reader, "final_text", None) or result.tail
+        answer = parse_answer(text) if result.reason == "exited" else None
+        if answer is None:
+            h.say(f"seqharness: assignment of task {unit.name} failed ({result.reason}, exit "
+                  f"{result.exit_status}); using the default backend")
+            return None
+        chosen = backend_for_answer(answer, self.mapping, set(h.backends.names()))
+        spec.state.set_assignment(unit.name, {**answer, "backend": chosen})
+        save_state(spec)
+        h.say(f"seqharness: task {unit.name} assigned: type {answer['type']}, owner "
+              f"{answer['owner'] or '-'} -> backend {chosen}")
+        return chosen

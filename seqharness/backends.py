@@ -2,9 +2,10 @@
 
 A backend is data plus a little code (:class:`Backend`): the argv and
 environment for a prompt, and how to read an attempt's result as an
-:class:`~seqharness.outcome.Outcome`.  Backends are looked up by name in a
-registry that a ``conftest.py`` or plugin can extend with
-:func:`register_backend`, without touching seqharness.
+:class:`~seqharness.outcome.Outcome`.  Backends are looked up by name in the
+run's :class:`BackendRegistry`, which plugins fill through the
+``pytest_seqharness_add_backends`` hook: the built-in profiles and ``cmd:``
+here, a ``conftest.py``'s own CLI the same way.
 
 The generic command backend (``--backend "cmd:COMMAND LINE"``)
 ----------------------------------------------------------------
@@ -30,9 +31,15 @@ import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from seqharness.outcome import Outcome, interpret
-from seqharness.session import AttemptResult
+import pytest
+
+from seqharness.outcome import FAILED, Outcome, interpret
+
+if TYPE_CHECKING:
+    from seqharness.attempt import Attempt
+    from seqharness.outcome import AttemptResult
 
 
 class BackendError(Exception):
@@ -175,36 +182,82 @@ class CommandBackend(Backend):
 
 
 BackendFactory = Callable[[str], Backend]
-_REGISTRY: dict[str, BackendFactory] = {}
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``--backend NAME`` (or ``NAME:ARGS``) build a backend with *factory*.
+class BackendRegistry:
+    """The backends a run knows, by name: filled by ``pytest_seqharness_add_backends``.
 
-    *factory* receives the text after ``NAME:`` (empty when none).  A
-    ``conftest.py`` may call this to add a CLI that seqharness does not ship.
+    One registry per run (no module-level state), so two runs in one process
+    (a test kit, pytester) never see each other's conftest backends.  Built
+    backends are cached per ``--backend`` value: a profile reads its
+    environment once per run, and routing the same value to many units
+    builds it once.
     """
-    _REGISTRY[name] = factory
+
+    def __init__(self) -> None:
+        self._factories: dict[str, BackendFactory] = {}
+        self._built: dict[str, Backend] = {}
+
+    def add(self, name: str, factory: BackendFactory) -> None:
+        """Make ``--backend NAME`` (or ``NAME:EXTRA``) build a backend with
+        ``factory(EXTRA)``; a later ``add`` of the same name replaces it."""
+        self._factories[name] = factory
+        self._built.clear()
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._factories
+
+    def resolve(self, spec: str) -> Backend:
+        """The backend a ``--backend`` value names; :class:`BackendError` if the
+        name is unknown or the value unusable.  Call its ``check()`` before use."""
+        if spec in self._built:
+            return self._built[spec]
+        name, sep, rest = spec.partition(":")
+        factory = self._factories.get(name.strip())
+        if factory is None:
+            known = ", ".join(["cmd:COMMAND", *(n for n in self.names() if n != "cmd")])
+            raise BackendError(f"unknown backend {spec!r} (known: {known})")
+        backend = factory(rest if sep else "")
+        self._built[spec] = backend
+        return backend
 
 
-def registered_backends() -> list[str]:
-    return sorted(_REGISTRY)
+def add_builtin_backends(backends: BackendRegistry) -> None:
+    """``cmd:`` and the built-in CLI profiles (each imported only when used)."""
+    from seqharness.profiles import builtin_factories
+
+    backends.add("cmd", CommandBackend)
+    for name, factory in builtin_factories().items():
+        backends.add(name, factory)
 
 
-def resolve_backend(spec: str) -> Backend:
-    """Build the backend named by a ``--backend`` value."""
-    name, sep, rest = spec.partition(":")
-    name = name.strip()
-    if name in _REGISTRY:
-        return _REGISTRY[name](rest if sep else "")
-    known = ", ".join(["cmd:COMMAND", *registered_backends()])
-    raise BackendError(f"unknown backend {spec!r} (known: {known})")
+def builtin_registry() -> BackendRegistry:
+    """A registry holding only the built-in backends (outside a run: tools, tests)."""
+    registry = BackendRegistry()
+    add_builtin_backends(registry)
+    return registry
 
 
-register_backend("cmd", CommandBackend)
+@pytest.hookimpl(tryfirst=True)
+def pytest_seqharness_add_backends(backends: BackendRegistry) -> None:
+    add_builtin_backends(backends)
 
-# The built-in CLI profiles (claude, codex, opencode, gemini, aider, kiro-cli),
-# registered lazily: a profile module is imported only when it is used.
-from seqharness.profiles import register_builtin_profiles
 
-register_builtin_profiles()
+class BackendVerdict:
+    """Plugin ``seqharness.outcome``: the backend's own reading of an attempt
+    (done tag, exit code, its CLI's error events), the ``trylast`` answer of
+    ``pytest_seqharness_decide_outcome``."""
+
+    trust_exit_code = False
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.trust_exit_code = bool(config.option.sh_trust_exit)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_seqharness_decide_outcome(self, attempt: Attempt, result: AttemptResult) -> Outcome:
+        if result.reason == "stopped" and attempt.stop_reason is not None:
+            return Outcome(FAILED, f"stopped: {attempt.stop_reason}")
+        return attempt.backend.interpret(result, attempt.reader, trust_exit_code=self.trust_exit_code)

@@ -22,7 +22,10 @@ import os
 import sys
 from pathlib import Path
 
+from seqharness.collect import check_spec_path
 from seqharness.errors import EXIT_USAGE
+
+__all__ = ["check_spec_path", "main", "translate_args"]
 
 _RENAMED = {"--timeout": "--task-timeout", "--retries": "--task-retries"}
 
@@ -56,32 +59,6 @@ def translate_args(argv: list[str]) -> list[str]:
 def _usage(message: str) -> int:
     print(f"seqharness: error: {message}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def check_spec_path(arg: str) -> str | None:
-    """One-line problem with a spec path argument, or None if it looks usable."""
-    path = Path(arg.split("::")[0])
-    if not path.exists():
-        return f"{path}: no such spec folder or tasks.md"
-    if not os.access(path, os.R_OK):
-        return f"{path}: permission denied"
-    if path.is_dir():
-        if (path / "tasks.md").exists() and not (path / "tasks.md").is_file():
-            return f"{path / 'tasks.md'}: not a regular file"
-        if (path / "tasks.md").is_file():
-            if not os.access(path / "tasks.md", os.R_OK):
-                return f"{path / 'tasks.md'}: permission denied"
-            return None
-        if path.name == "specs" or any(path.glob("*/tasks.md")) or any(path.glob(".kiro/specs/*/tasks.md")):
-            return None
-        return f"{path}: no tasks.md in this folder (expected a spec folder such as .kiro/specs/<feature>)"
-    if path.is_file() and path.name != "tasks.md" and path.suffix == ".md":
-        return f"{path}: not a tasks.md file"
-    if path.name != "tasks.md":
-        return f"{path}: not a spec folder or a tasks.md file"
-    if not path.is_file():
-        return f"{path}: not a regular file"
-    return None
 
 
 def _kiro_root(arg: str) -> Path | None:

@@ -46,6 +46,7 @@ POINTS = {
     "state-saved": "the state file was replaced (any save)",
     "running-recorded": "write order step 1 done: state says the unit runs",
     "marked": "step 2 done: tasks.md shows [-]",
+    "assign-started": "an assignment agent (--assign-backend) was spawned",
     "agent-started": "the agent was spawned and its process group recorded",
     "progress-appended": "step 4 done: progress log entry written",
     "outcome-recorded": "step 5 done: state holds the outcome, tasks.md not yet updated",

@@ -1,9 +1,11 @@
-"""The objects one run shares between its items.
+"""The objects one run shares between its items and plugins.
 
-:class:`Harness` (one per pytest session) holds the settings, the backend,
-the iteration budget, the tmux view and the run-wide flags (halted, budget
-spent).  :class:`SpecRun` (one per collected ``tasks.md``) holds that spec's
-parsed file, units, state store, lock and paths.
+:class:`Harness` (one per pytest session) holds what is run-wide: settings,
+the backends, the iteration budget, the hook relay and the flags every unit
+consults (halted, budget spent).  :class:`SpecRun` (one per collected
+``tasks.md``) holds that spec's parsed file, units, state, lock and paths.
+Views (tmux, live, progress, JUnit) are plugins with their own state, not
+fields here.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from seqharness.backends import Backend
+import pytest
+
+from seqharness.backends import Backend, BackendRegistry
 from seqharness.faults import fault
 from seqharness.lock import RunLock
 from seqharness.options import Settings
-from seqharness.progress import ProgressLog
-from seqharness.state import StateStore
+from seqharness.state import SpecState, StateStore
 from seqharness.taskfile import TaskFile
 from seqharness.units import Unit
+
+if TYPE_CHECKING:
+    from pluggy import HookRelay
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -51,8 +57,7 @@ class SpecRun:
     taskfile: TaskFile
     units: list[Unit]
     workdir: Path
-    state: StateStore
-    progress: ProgressLog
+    store: StateStore
     lock: RunLock
     run_dir: Path                      # <spec>/.seqharness
     status: dict[str, str] = field(default_factory=dict)   # unit name -> outcome this run
@@ -61,6 +66,15 @@ class SpecRun:
     @property
     def name(self) -> str:
         return self.spec_dir.name
+
+    @property
+    def state(self) -> SpecState:
+        return self.store.state
+
+    @property
+    def specs_dir(self) -> Path:
+        """``.kiro/specs``: where the shared state file and progress log live."""
+        return self.spec_dir.parent
 
     @property
     def transcripts_dir(self) -> Path:
@@ -93,22 +107,18 @@ class Budget:
 
 @dataclass(eq=False)
 class Harness:
+    """What one run shares: settings, backends, budget, hooks, run-wide flags."""
+
     settings: Settings
-    backend: Backend | None
     budget: Budget
     say: Callable[[str], None]
-    hook: Any = None                    # pytest's hook relay (config.hook)
-    routes: list[Any] = field(default_factory=list)        # seqharness.assign.Route
-    assign_map: dict[str, str] = field(default_factory=dict)
-    known_backends: list[str] = field(default_factory=list)
-    backend_cache: dict[str, Backend] = field(default_factory=dict)
+    hook: HookRelay
+    backends: BackendRegistry = field(default_factory=BackendRegistry)
+    backend: Backend | None = None      # --backend, resolved when the run starts
     specs: dict[Path, SpecRun] = field(default_factory=dict)
-    tmux: object | None = None          # seqharness.tmux.TmuxView when enabled
-    view: object | None = None          # live view (seqharness.live) when enabled
     halted: tuple[SpecRun, Unit, str] | None = None
     budget_spent_at: str | None = None
     attempts_run: int = 0
-    interrupted: bool = False
     failures: int = 0
     _said: set[str] = field(default_factory=set)
 
@@ -117,7 +127,7 @@ class Harness:
             self._said.add(key)
             self.say(message)
 
-    def pause(self, seconds: float, on_tick: Callable[[float], None] | None = None) -> None:
+    def pause(self, seconds: float) -> None:
         """Sleep between attempts; Ctrl-C interrupts it (KeyboardInterrupt propagates)."""
         if seconds <= 0:
             return
@@ -127,10 +137,32 @@ class Harness:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            if on_tick is not None:
-                on_tick(left)
             time.sleep(min(left, 0.25))
 
 
 def stamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+
+
+HARNESS = pytest.StashKey[Harness]()
+
+
+class RunPlugin:
+    """Base of the built-in plugins that need the run's :class:`Harness`.
+
+    They are registered as soon as ``seqharness.plugin`` is, before any
+    conftest.py (as pytest registers its own plugins first), so a conftest's
+    ``tryfirst`` implementation comes before theirs; they get the harness
+    when pytest configures them, after ``seqharness.plugin`` made it.
+    """
+
+    h: Harness
+    config: pytest.Config
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.config = config
+        self.h = config.stash[HARNESS]
+        self.setup()
+
+    def setup(self) -> None:
+        """Read what the plugin needs from the settings or the ini file."""

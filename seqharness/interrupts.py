@@ -130,8 +130,8 @@ def critical() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for sig in dict.fromkeys(held):
-        signal.raise_signal(sig)
+    for signum in dict.fromkeys(held):
+        signal.raise_signal(signum)
 
 
 def was_stopped() -> bool:

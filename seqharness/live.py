@@ -11,7 +11,7 @@ the output.  Nothing the agent prints is lost either way; it is in the
 transcript and the tmux window.
 
 pytest captures file descriptors 1 and 2 while an item runs, so the item
-suspends capturing around the agent run (:mod:`seqharness.items`); the panel
+suspends capturing around the agent run (:mod:`seqharness.collect`); the panel
 then writes to the real terminal, and the cursor dance in :meth:`_start` and
 :meth:`_stop` keeps pytest's half-written ``tasks.md::2 `` line intact.
 """
@@ -22,14 +22,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from seqharness.harness import RunPlugin
 from seqharness.signals import strip_ansi
+
+if TYPE_CHECKING:
+    from seqharness.attempt import Attempt, Wait
 
 _SYMBOL = {
     "passed": ("✓", "green"), "complete": ("✓", "green dim"), "failed": ("✗", "red"),
@@ -65,38 +70,56 @@ def _tail(path: Path, lines: int = 6, max_bytes: int = 4096) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
 
 
-class LiveView:
-    def __init__(self, harness: Any, terminal_writer: Any) -> None:
-        self.h = harness
-        self.tw = terminal_writer
-        self.file = getattr(terminal_writer, "_file", None) or sys.stdout
-        self.console = Console(file=self.file, force_terminal=True)
+class LiveView(RunPlugin):
+    """Plugin ``seqharness.live`` (``--live off`` or ``-p no:seqharness.live``)."""
+
+    def setup(self) -> None:
+        self.tw: Any = None
+        self.file: Any = None
+        self.console: Console | None = None
         self.live: Live | None = None
-        self.current: tuple[Any, Any, int, Path] | None = None
-        self.started = 0.0
-        self.delay_left: float | None = None
+        self.current: Attempt | None = None
+        self.wait_until: float | None = None
+        self._decided = False
 
-    # -- events from the runner ----------------------------------------------
-    def attempt_started(self, sr: Any, unit: Any, number: int, transcript: Path) -> None:
-        self.current = (sr, unit, number, transcript)
-        self.started = time.monotonic()
-        self.delay_left = None
-        self._start()
+    def _enabled(self) -> bool:
+        """Decided once the terminal reporter exists (after every plugin's configure)."""
+        if not self._decided:
+            self._decided = True
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            tw = getattr(reporter, "_tw", None)  # private: the writer pytest's own lines go through
+            if tw is not None and wanted(self.h.settings.live, getattr(tw, "_file", None)):
+                self.tw = tw
+                self.file = getattr(tw, "_file", None) or sys.stdout
+                self.console = Console(file=self.file, force_terminal=True)
+        return self.console is not None
 
-    def attempt_finished(self, sr: Any, unit: Any, number: int, outcome: Any) -> None:
+    # -- hooks -----------------------------------------------------------------------------
+    def pytest_seqharness_attempt_start(self, attempt: Attempt) -> None:
+        if self._enabled():
+            self.current = attempt
+            self.wait_until = None
+            self._start()
+
+    def pytest_seqharness_attempt_logreport(self, attempt: Attempt) -> None:
         self._stop()
         self.current = None
 
-    def delay_tick(self, left: float) -> None:
-        self.delay_left = left
-        if self.live is None:
+    def pytest_seqharness_wait(self, wait: Wait) -> None:
+        if self._enabled():
+            self.wait_until = wait.until
             self._start()
-        if left <= 0.3:
-            self._stop()
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self._stop()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        self._stop()
 
     # -- rendering -------------------------------------------------------------
     def _start(self) -> None:
-        if self.live is not None:
+        if self.live is not None or self.console is None:
             return
         self.file.write("\n")
         self.file.flush()
@@ -121,23 +144,26 @@ class LiveView:
         table.add_column(overflow="ellipsis", no_wrap=True, max_width=70)
         table.add_column(no_wrap=True)
         current = self.current
-        for sr in list(self.h.specs.values()):
-            for unit in sr.units:
-                status = sr.status.get(unit.name)
+        for spec in list(self.h.specs.values()):
+            for unit in spec.units:
+                status = spec.status.get(unit.name)
                 extra = ""
-                if current is not None and current[1] is unit:
+                if current is not None and current.unit is unit:
                     status = "running"
-                    extra = f"attempt {current[2]} · {time.monotonic() - self.started:5.1f}s"
+                    extra = f"attempt {current.number} · {current.elapsed:5.1f}s"
                 symbol, style = _SYMBOL.get(status, _SYMBOL[None])
                 table.add_row(Text(symbol, style=style), Text(unit.name, style="bold"),
                               Text(" ".join(strip_ansi(unit.title).split())), Text(extra, style="cyan"))
         parts: list[Any] = [table]
         if current is not None:
-            lines = _tail(current[3])
+            lines = _tail(current.transcript)
             if lines:
                 parts.append(Text("\n".join(f"  │ {ln[:150]}" for ln in lines), style="dim"))
-        if self.delay_left is not None and current is None:
-            parts.append(Text(f"next attempt in {self.delay_left:4.1f}s (Ctrl-C stops the run)", style="yellow"))
-        if self.h.tmux is not None:
-            parts.append(Text(f"watch live: {self.h.tmux.attach_command()}", style="dim"))
+        if self.wait_until is not None and current is None:
+            left = max(0.0, self.wait_until - time.time())
+            parts.append(Text(f"next attempt in {left:4.1f}s (Ctrl-C stops the run)", style="yellow"))
+        tmux = self.config.pluginmanager.get_plugin("seqharness.tmux")
+        attach = tmux.attach_command() if tmux is not None else None
+        if attach:
+            parts.append(Text(f"watch live: {attach}", style="dim"))
         return Group(*parts)

@@ -164,11 +164,13 @@ class Settings:
             assign_timeout=opt.sh_assign_timeout,
             question_idle=opt.sh_question_idle or None,
         )
-        for name, value in (("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
-                            ("--retries", settings.retries)):
-            if value < 0:
-                raise pytest.UsageError(f"{name} must not be negative, got {value}")
-        for name, value in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout)):
-            if value is not None and value <= 0:
-                raise pytest.UsageError(f"{name} must be positive, got {value}")
+        counts: tuple[tuple[str, float], ...] = (
+            ("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
+            ("--retries", settings.retries))
+        for name, count in counts:
+            if count < 0:
+                raise pytest.UsageError(f"{name} must not be negative, got {count:g}")
+        for name, limit in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout)):
+            if limit is not None and limit <= 0:
+                raise pytest.UsageError(f"{name} must be positive, got {limit:g}")
         return settings

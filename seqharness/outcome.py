@@ -1,22 +1,46 @@
-"""Turning what an agent did into pass, fail or halt.
-
-The original script took any exit code 0 as success.  Here an attempt passes
-only when the agent itself said it was done (a counted
-``<promise>TASK_DONE</promise>``) *and* exited 0; exit 0 alone passes only
-with the explicit ``--trust-exit-code`` flag.
+"""What one agent attempt did (:class:`AttemptResult`, raw) and what that means
+for its task (:class:`Outcome`: pass, fail, halt, ...).  A task passes only when
+the agent printed a counted done tag *and* exited 0, not on exit 0 alone, unless
+``--trust-exit-code`` says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqharness.session import AttemptResult
+from seqharness.signals import DONE_TAG
+
+__all__ = [
+    "FAILED",
+    "HALTED",
+    "INTERRUPTED",
+    "LIMITED",
+    "PASSED",
+    "AttemptResult",
+    "Outcome",
+    "interpret",
+]
 
 PASSED = "passed"
 FAILED = "failed"
 HALTED = "halted"
 INTERRUPTED = "interrupted"
 LIMITED = "limited"         # usage or rate limit: wait until resume_at, retry for free
+
+
+@dataclass
+class AttemptResult:
+    """What happened in one attempt (see :func:`seqharness.session.run_attempt`)."""
+
+    exit_status: int | None  # exit code, None if killed by a signal (or unknown)
+    term_signal: int | None  # signal number if it died from one
+    signal: str | None  # counted completion signal: "done" | "halt" | None
+    reason: str  # "exited" | "timeout" | "idle" | "question" | "interrupted" | "stopped" | "spawn-error"
+    duration: float  # seconds
+    output_bytes: int
+    tail: str  # last ~50 lines (max ~8 KB) of output, ANSI-stripped, for reports
+    halt_context: str
+    error: str | None  # human message for spawn errors etc.
 
 
 @dataclass
@@ -54,7 +78,7 @@ def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcom
         said = " (it printed the done signal, but a failing exit code wins)" if result.signal == "done" else ""
         return Outcome(FAILED, f"the agent exited with code {code}{said}")
     if result.signal == "done":
-        return Outcome(PASSED, "the agent printed <promise>TASK_DONE</promise> and exited 0")
+        return Outcome(PASSED, f"the agent printed {DONE_TAG} and exited 0")
     if trust_exit_code:
         return Outcome(PASSED, "the agent exited 0 (--trust-exit-code; no done signal)")
-    return Outcome(FAILED, "the agent exited 0 without printing <promise>TASK_DONE</promise>")
+    return Outcome(FAILED, f"the agent exited 0 without printing {DONE_TAG}")

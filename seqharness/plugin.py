@@ -1,8 +1,25 @@
-"""The pytest plugin: options, collection, the run's start and end, reporting.
+"""The pytest plugin: it registers seqharness's hooks and its built-in plugins.
 
 Load it with ``-p seqharness.plugin`` (the ``seqharness`` command does).  It
-is not registered as an auto-loaded ``pytest11`` entry point, so installing
-seqharness never changes a plain ``pytest`` run.
+is not an auto-loaded ``pytest11`` entry point, so installing seqharness
+never changes a plain ``pytest`` run.  Like pytest's own features, each part
+of a run is a plugin on the hooks of :mod:`seqharness.hookspec`, registered
+here under a name that ``-p no:NAME`` blocks:
+
+==========================  =====================================================
+``seqharness.state``        the state file and checkboxes (crash-safe write order)
+``seqharness.progress``     the progress log
+``seqharness.tmux``         a tmux window per attempt
+``seqharness.live``         the rich live view on a terminal
+``seqharness.junit``        task facts in the JUnit file
+``seqharness.reporting``    the built-in facts
+``seqharness.prompt``       the built-in prompt (``trylast``)
+``seqharness.routes``       ini routing rules (``tryfirst``)
+``seqharness.assign``       LLM assignment (``trylast``)
+``seqharness.backends``     ``cmd:`` and the built-in CLI profiles
+``seqharness.outcome``      the backend's reading of an attempt (``trylast``)
+``seqharness.skips``        the built-in reasons to skip a unit (``trylast``)
+==========================  =====================================================
 
 Only ``tasks.md`` files in a spec folder (``.../specs/<name>/tasks.md``) or
 named on the command line are collected.  ``.kiro`` is a dot-folder, which
@@ -17,23 +34,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.terminal import TerminalReporter
 
-from seqharness import faults, hookspec, interrupts
-from seqharness.backends import BackendError, resolve_backend
+from seqharness import hookspec, interrupts
+from seqharness.backends import BackendError, BackendVerdict
+from seqharness.collect import SPEC_ERRORS, BuiltinSkips, SpecFile, TaskItem, check_spec_path
 from seqharness.errors import EXIT_FAILED, EXIT_HALTED, EXIT_USAGE
 from seqharness.faults import fault
-from seqharness.harness import Budget, Harness
-from seqharness.items import HARNESS, SPEC_ERRORS, SpecFile, TaskItem
+from seqharness.harness import HARNESS, Budget, Harness, SpecRun
 from seqharness.lock import LockedError
 from seqharness.options import Settings, addoption
+from seqharness.record import RunStopped
 from seqharness.reporting import TaskHalted
-from seqharness.state import StateError, now_iso
+from seqharness.state import StateError
+from seqharness.taskfile import TaskFileError
 
 HALTED_KEY = "seqharness_halted"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
+    _register_builtins(pluginmanager)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,27 +73,43 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             print(message)
 
-    config.stash[HARNESS] = Harness(settings=settings, backend=None,
-                                    budget=Budget(settings.max_iterations), say=say,
-                                    hook=config.hook)
+    h = Harness(settings=settings, budget=Budget(settings.max_iterations), say=say, hook=config.hook)
+    config.stash[HARNESS] = h
     _default_junit_logging(config)
     _default_maxfail(config)
-    _configure_assignment(config)
-    if config.pluginmanager.get_plugin("seqharness-report-guard") is None:
-        config.pluginmanager.register(_ReportGuard(), "seqharness-report-guard")
 
 
-def _configure_assignment(config: pytest.Config) -> None:
-    from seqharness.assign import parse_map, parse_routes
-    from seqharness.backends import registered_backends
+def _register_builtins(pm: pytest.PytestPluginManager) -> None:
+    """Register the built-in plugins now, with ``seqharness.plugin``: before any
+    conftest.py, as pytest's own are, so a conftest's ``tryfirst``
+    implementation runs before a built-in ``tryfirst`` one.  ``-p no:NAME``
+    unregisters one (given before or after ``-p seqharness.plugin``)."""
+    from seqharness import backends, prompt, reporting
+    from seqharness.assign import Assignment
+    from seqharness.junit import JunitFacts
+    from seqharness.live import LiveView
+    from seqharness.progress import ProgressPlugin
+    from seqharness.record import Recorder
+    from seqharness.routing import Routes
+    from seqharness.tmuxview import TmuxPlugin
 
-    h = config.stash[HARNESS]
-    try:
-        h.routes = parse_routes(config.getini("seqharness_routes"))
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    h.assign_map = parse_map(h.settings.assign_map)
-    h.known_backends = registered_backends()
+    builtins: list[tuple[str, object]] = [
+        ("seqharness.backends", backends),
+        ("seqharness.outcome", BackendVerdict()),
+        ("seqharness.skips", BuiltinSkips()),
+        ("seqharness.prompt", prompt),
+        ("seqharness.routes", Routes()),
+        ("seqharness.assign", Assignment()),
+        ("seqharness.reporting", reporting),
+        ("seqharness.state", Recorder()),
+        ("seqharness.progress", ProgressPlugin()),
+        ("seqharness.junit", JunitFacts()),
+        ("seqharness.live", LiveView()),
+        ("seqharness.tmux", TmuxPlugin()),
+    ]
+    for name, plugin in builtins:
+        if not pm.has_plugin(name) and not pm.is_blocked(name):
+            pm.register(plugin, name)
 
 
 def _default_junit_logging(config: pytest.Config) -> None:
@@ -90,7 +127,7 @@ def _default_junit_logging(config: pytest.Config) -> None:
 
 def _explicit_ini(config: pytest.Config, name: str) -> bool:
     for arg in config.invocation_params.args:
-        if isinstance(arg, str) and arg.replace(" ", "").startswith(f"{name}=") :
+        if isinstance(arg, str) and arg.replace(" ", "").startswith(f"{name}="):
             return True
     inicfg = getattr(config, "_inicfg", None)  # set in a config file or by -o
     return inicfg is not None and name in inicfg
@@ -121,8 +158,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not config.option.sh_strict_paths:
         return
-    from seqharness.cli import check_spec_path
-
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         raise pytest.UsageError("give a spec folder, e.g. seqharness .kiro/specs/my-feature")
     for arg in config.args:
@@ -161,7 +196,7 @@ def _looks_like_spec_dir(path: Path) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    """Before the first task: backend check, locks, state repair, tmux."""
+    """Before the first task: the backends, then each spec's lock, state and start hooks."""
     config = session.config
     if config.option.collectonly or not session.items:
         return
@@ -169,91 +204,45 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     task_items = [i for i in session.items if isinstance(i, TaskItem)]
     if not task_items:
         return
+    config.hook.pytest_seqharness_add_backends(backends=h.backends)
     if not h.settings.backend:
         raise pytest.UsageError("no backend: pass --backend (e.g. --backend \"cmd:my-agent {prompt_file}\") "
                                 "or set seqharness_backend in the ini file")
     try:
-        h.backend = resolve_backend(h.settings.backend)
+        h.backend = h.backends.resolve(h.settings.backend)
         h.backend.check()
     except BackendError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from seqharness.runner import RunStopped, reconcile, refresh_after_lock
-    from seqharness.taskfile import TaskFileError
-
     interrupts.install()  # SIGTERM now takes the Ctrl-C path (restored at unconfigure)
-
-    runs = []
+    runs: list[SpecRun] = []
     for item in task_items:
         if item.spec_run not in runs:
             runs.append(item.spec_run)
-    for sr in runs:
-        try:
-            sr.lock.acquire(wait=h.settings.wait_lock)
-        except LockedError as exc:
-            raise pytest.UsageError(f"{exc} (use --wait-lock SECONDS to wait for it)") from None
-        except OSError as exc:
-            raise pytest.UsageError(f"{sr.run_dir}: cannot create the lock: {exc.strerror}") from None
-        fault("lock")
-        # Collection read the state and tasks.md before the lock was ours.
-        try:
-            sr.state.reload()
-            refresh_after_lock(sr)
-        except (StateError, TaskFileError) as exc:
-            raise pytest.UsageError(str(exc)) from None
-        for note in sr.state.notes:
-            h.say(f"seqharness: {note}")
-        if h.settings.reset:
-            sr.state.reset()
-        data = sr.state.data
-        if data.get("halted"):
-            h.say(f"seqharness: resuming spec {sr.name} at halted task {data.get('halted_task')} "
-                  f"(halted at {data.get('halted_at')})")
-            data.update({"halted": False})
-        if not data.get("started_at"):
-            data["started_at"] = now_iso()
-        data["completed_at"] = None
-        try:
-            sr.state.save()
-        except OSError as exc:
-            raise pytest.UsageError(f"{sr.state.path}: cannot write the state file: {exc.strerror}") from None
-        try:
-            reconcile(h, sr)
-        except RunStopped as exc:
-            raise pytest.UsageError(str(exc)) from None
-        sr.prepared = True
-    _start_tmux(h, runs)
-    _start_live_view(h, config)
+    for spec in runs:
+        _start_spec(h, spec)
 
 
-def _start_live_view(h: Harness, config: pytest.Config) -> None:
-    from seqharness import live
+def _start_spec(h: Harness, spec: SpecRun) -> None:
+    from seqharness.recovery import refresh_after_lock
 
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    tw = reporter._tw  # private: the writer pytest's own lines go through
-    if live.wanted(h.settings.live, getattr(tw, "_file", None)):
-        h.view = live.LiveView(h, tw)
-
-
-def _start_tmux(h: Harness, runs: list[Any]) -> None:
-    if not h.settings.tmux:
-        return
-    from seqharness.tmux import TmuxError, TmuxView, sanitize_session_name
-
-    if not TmuxView.available():
-        h.say("seqharness: tmux not found; running without tmux")
-        return
-    name = h.settings.tmux_session or f"sequential-{runs[0].name}"
-    view = TmuxView(sanitize_session_name(name), socket_name=h.settings.tmux_socket,
-                    keep_windows=h.settings.tmux_keep)
     try:
-        view.start()
-    except TmuxError as exc:
-        h.say(f"seqharness: tmux unavailable ({exc}); running without tmux")
-        return
-    h.tmux = view
-    h.say(f"seqharness: watch the agents live: {view.attach_command()}")
+        spec.lock.acquire(wait=h.settings.wait_lock)
+    except LockedError as exc:
+        raise pytest.UsageError(f"{exc} (use --wait-lock SECONDS to wait for it)") from None
+    except OSError as exc:
+        raise pytest.UsageError(f"{spec.run_dir}: cannot create the lock: {exc.strerror}") from None
+    fault("lock")
+    # Collection read the state and tasks.md before the lock was ours.
+    try:
+        spec.store.reload()
+        refresh_after_lock(spec)
+    except (StateError, TaskFileError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:
+        h.hook.pytest_seqharness_spec_start(spec=spec)
+    except RunStopped as exc:
+        raise pytest.UsageError(str(exc)) from None
+    spec.prepared = True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -279,14 +268,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.session.shouldstop = f"HALT at task {h.halted[1].name}: human input required"
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     h = config.stash.get(HARNESS, None)
     if h is None:
         return
     if h.halted is not None:
-        sr, unit, question = h.halted
+        spec, unit, question = h.halted
         terminalreporter.section("HALTED: human input required", sep="=", yellow=True, bold=True)
-        terminalreporter.write_line(f"task {unit.name} ({sr.tasks_path}) asked:")
+        terminalreporter.write_line(f"task {unit.name} ({spec.tasks_path}) asked:")
         for line in (question or "").strip().splitlines()[-20:]:
             terminalreporter.write_line(f"    {line}")
         terminalreporter.write_line(f"Answer it, then run seqharness again: it resumes at task {unit.name}.")
@@ -294,8 +283,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"seqharness: iteration budget spent at task {h.budget_spent_at} "
             f"(--max-iterations {h.settings.max_iterations}); remaining tasks were skipped", yellow=True)
-    if h.tmux is not None:
-        terminalreporter.write_line(f"seqharness: tmux session: {h.tmux.attach_command()}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -304,21 +291,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     h = config.stash.get(HARNESS, None)
     if h is None:
         return
-    for sr in h.specs.values():
-        if not sr.prepared:
+    for spec in h.specs.values():
+        if not spec.prepared:
             continue
         try:
-            if all(sr.state.is_completed(u.name) or u.done_in_file(h.settings.include_optional)
-                   or (u.optional and not h.settings.include_optional) for u in sr.units):
-                sr.state.data["completed_at"] = now_iso()
-            # Every agent of this run has ended (run_attempt guarantees it), so
-            # no process carries the token left for a next attempt: the next
-            # run need not search /proc for it (reconcile writes a fresh one).
-            sr.state.data["next_token"] = None
-            sr.state.save()
-        except OSError:
-            pass
-        sr.lock.release()
+            h.hook.pytest_seqharness_spec_finish(spec=spec, exitstatus=int(session.exitstatus))
+        finally:
+            spec.lock.release()
     if exitstatus == EXIT_USAGE:
         return
     if h.halted is not None:
@@ -335,75 +314,3 @@ def pytest_keyboard_interrupt(excinfo: Any) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     interrupts.restore()
-
-
-class _ReportGuard:
-    """Wraps the end of the session: the last fault-injection point, and a
-    JUnit file that cannot be written (a full disk) reported in one line
-    instead of pytest's traceback."""
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
-        fault("sessionfinish")
-        _name_interrupted_testcases(session)
-        if faults.active("junit-writing"):
-            _fault_inside_junit_writer(session)
-        try:
-            return (yield)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            session.config.stash[HARNESS].say(f"seqharness: cannot write the report: {where}{exc.strerror or exc}")
-            if session.exitstatus == 0:
-                session.exitstatus = EXIT_HALTED
-            return None
-
-
-def _name_interrupted_testcases(session: pytest.Session) -> None:
-    """Keep the JUnit file valid when the run stopped inside a task.
-
-    pytest's JUnit writer opens a ``<testcase>`` when a test's setup is
-    reported and names it only when its call or teardown is; a task that was
-    running when the run was interrupted (Ctrl-C, SIGTERM, a stop on a disk
-    fault) would be written as ``<testcase time="..."/>`` without the
-    ``name`` the schema requires, and CI would reject the whole report.
-    Such a testcase gets its name here, and an ``<error>`` saying it was
-    interrupted.  (pytest internals: skipped if they are not as expected.)
-    """
-    try:
-        import xml.etree.ElementTree as ET
-
-        from _pytest.junitxml import mangle_test_address, xml_key
-    except ImportError:
-        return
-    xml = session.config.stash.get(xml_key, None)
-    for reporter in list(getattr(xml, "node_reporters_ordered", None) or []):
-        attrs = getattr(reporter, "attrs", None)
-        nodeid = getattr(reporter, "id", None)  # a str, or pytest 9.2's NodeId whose str() is one
-        if not isinstance(attrs, dict) or "name" in attrs or nodeid is None:
-            continue
-        names = mangle_test_address(str(nodeid))
-        prefix = [xml.prefix] if getattr(xml, "prefix", None) else []
-        attrs.update({"classname": ".".join(prefix + names[:-1]), "name": names[-1]})
-        reporter.append(ET.Element("error", message="interrupted: the run stopped while this task ran "
-                                                     "(it runs again next time)"))  # also counted
-
-
-def _fault_inside_junit_writer(session: pytest.Session) -> None:
-    """Tests only (``SEQHARNESS_FAULT=junit-writing...``): reach that point
-    while pytest's JUnit writer has the report open.  It asks for the
-    suite's properties after truncating the file and before writing the XML."""
-    try:
-        from _pytest.junitxml import xml_key
-    except ImportError:
-        return
-    xml = session.config.stash.get(xml_key, None)
-    inner = getattr(xml, "_get_global_properties_node", None)
-    if inner is None:
-        return
-
-    def reached() -> Any:
-        fault("junit-writing")
-        return inner()
-
-    xml._get_global_properties_node = reached  # private: a test-only fault point
-

@@ -1,8 +1,10 @@
 """The human log: ``.kiro/specs/SEQUENTIAL_PROGRESS.md``.
 
-One Markdown entry per attempt, appended and flushed as soon as the attempt
-ends, so a crash costs at most the entry being written.  The file is shared by
-every spec in the repository; each entry names its spec.
+One Markdown entry per attempt, appended as soon as the attempt ends (step 4
+of :mod:`seqharness.record`, on ``pytest_seqharness_attempt_logreport``), so a
+crash costs at most the entry being written.  The file is shared by every
+spec in the repository; each entry names its spec.  Plugin
+``seqharness.progress``; ``-p no:seqharness.progress`` turns it off.
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from seqharness.harness import RunPlugin
+
+if TYPE_CHECKING:
+    from seqharness.attempt import Attempt
+    from seqharness.outcome import Outcome
 
 PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
 
@@ -64,3 +73,24 @@ class ProgressLog:
             os.write(fd, text.encode("utf-8", "replace"))
         finally:
             os.close(fd)
+
+
+class ProgressPlugin(RunPlugin):
+    """Appends one entry per attempt; a log that cannot be written is said once."""
+
+    def pytest_seqharness_attempt_logreport(self, attempt: Attempt, outcome: Outcome) -> None:
+        spec, unit = attempt.spec, attempt.unit
+        log = ProgressLog(spec.specs_dir)
+        result = attempt.result
+        try:
+            log.append(ProgressEntry(
+                spec=spec.name, iteration=attempt.iteration, task=unit.name, title=unit.title,
+                outcome=outcome.kind.upper(), started_at=attempt.started_at, duration=attempt.elapsed,
+                exit_code=result.exit_status if result is not None else None, message=outcome.reason,
+                transcript=spec.rel(attempt.transcript), attempt=attempt.number,
+                backend=attempt.backend.describe(),
+            ))
+        except OSError as exc:
+            self.h.say_once(f"progress:{log.path}",
+                          f"seqharness: cannot write the progress log {log.path}: "
+                          f"{exc.strerror or exc} (the state file still records every attempt)")

@@ -1,5 +1,8 @@
 """The prompt sent to the agent for one dispatch unit.
 
+The built-in prompt is the ``trylast`` answer of
+``pytest_seqharness_build_prompt`` (plugin ``seqharness.prompt``), so a
+conftest.py replaces it by returning its own, or amends it with a wrapper.
 The prompt carries the completion protocol, so it contains the signal strings
 itself.  No line of it is *only* a signal tag: the scanner in
 :mod:`seqharness.signals` ignores any output line that repeats a prompt line,
@@ -15,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from seqharness.signals import DONE_TAG, HALT_TAG
 from seqharness.taskfile import Task
 from seqharness.units import Unit
 
-DONE_TAG = "<promise>TASK_DONE</promise>"
-HALT_TAG = "<promise>HALT</promise>"
 SPEC_FILES = ("requirements.md", "bugfix.md", "design.md", "tasks.md")
 
 
@@ -97,3 +101,8 @@ def build_prompt(unit: Unit, ctx: PromptContext) -> str:
     lines.append(f"- If you cannot continue without a human decision, explain what you need and then print {HALT_TAG} on a line of its own.")
     lines.append("")
     return "\n".join(lines)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_seqharness_build_prompt(unit: Unit, context: PromptContext) -> str:
+    return build_prompt(unit, context)

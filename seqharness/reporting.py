@@ -7,10 +7,10 @@
   passed, failed and skipped) but is marked on the report and shown as
   ``HALTED`` / ``H``; its message starts with ``HALT:`` and carries the
   agent's question, so a person reading a CI report recognises it.
-* Per-task facts (backend, attempts, exit code, transcript) go to
-  ``<system-out>`` (valid against junit-10.xsd with the default xunit2) and,
-  when the user picked ``junit_family=xunit1`` for Jenkins, also to testcase
-  ``<properties>``.
+* Per-task facts (backend, attempts, exit code, transcript) are the first
+  answer of ``pytest_seqharness_report_facts`` (this module is plugin
+  ``seqharness.reporting``); :mod:`seqharness.junit` writes every answer to
+  the JUnit file.
 
 Agent output is stripped of ANSI escapes before it reaches a report; pytest's
 JUnit writer then escapes any character XML forbids.
@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import pytest
 from _pytest._io import TerminalWriter
 
 from seqharness.signals import strip_ansi
+
+if TYPE_CHECKING:
+    from seqharness.attempt import UnitResult
+    from seqharness.harness import SpecRun
+    from seqharness.units import Unit
 
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
@@ -78,3 +85,20 @@ class TaskFailed(Exception):
 
 class TaskHalted(TaskFailed):
     """The agent asked for a human: the run stops (exit 2)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_seqharness_report_facts(spec: SpecRun, unit: Unit, result: UnitResult) -> list[tuple[str, str]]:
+    facts = [
+        ("task", f"{unit.name}: {clean_text(unit.title)}"),
+        ("outcome", f"{result.outcome.kind}: {result.outcome.reason}"),
+        ("backend", result.backend.describe() if result.backend else "-"),
+        ("attempts", str(len(result.attempts))),
+    ]
+    last = result.last
+    if last is not None:
+        exit_status = last.result.exit_status if last.result is not None else None
+        facts.append(("exit code", "" if exit_status is None else str(exit_status)))
+        facts.append(("duration", f"{last.elapsed:.2f}s"))
+        facts.append(("transcript", spec.rel(last.transcript)))
+    return facts

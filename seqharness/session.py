@@ -1,53 +1,8 @@
-"""Run one agent attempt in a pseudo-terminal and stream what it prints.
-
-:func:`run_attempt` spawns the agent CLI with pexpect (agents behave like they do
-for a human only on a TTY), streams every byte to a transcript file as it
-arrives (``tail -f`` shows the agent live), watches for the completion signal
-(:mod:`seqharness.signals`), and ends the attempt on exit, timeout, idleness or
-request.  Why it is built the way it is:
-
-Bounded memory.  ``expect()`` keeps everything it has not matched in memory
-(pexpect issue #388), so an agent that prints for hours would grow the harness
-without limit.  Here output is read in a loop, written to disk, fed to a
-streaming scanner and kept only as a 64 KiB tail: 100 MB of output costs a few
-MB of RSS.
-
-pexpect traps avoided (pexpect 4.8 / ptyprocess 0.7, all checked):
-
-* ``read_nonblocking()`` is not used.  When it sees EOF it calls ``isalive()``,
-  and after EOF that does a *blocking* ``waitpid``: an agent that closes its
-  terminal but keeps running (``exec >/dev/null``) would freeze the harness for
-  its whole life and no timeout would fire.  We ``poll()`` and ``os.read()`` the
-  master fd ourselves (batched up to 64 KiB per wake-up; ``poll`` because
-  ``select`` fails on fds >= 1024), and check the child with non-blocking waits
-  only.
-* ``spawn(..., cwd=X)`` with a missing *X* makes the forked child raise *in the
-  copy of the parent*: the copy goes on running the caller's code (pytest!)
-  inside the PTY while the parent blocks.  We check the folder first and do the
-  ``chdir`` in ``preexec_fn``, whose errors ptyprocess reports properly.
-* ``spawn(cmd, [])`` re-splits *cmd* on spaces; a one-element argv is escaped.
-* ``close()`` sleeps ``ptyproc.delayafterclose`` (and ``terminate()`` sleeps
-  ``delayafterterminate`` several times); setting the same attributes on the
-  pexpect object does not reach ptyprocess, so both are zeroed.
-* ``sendeof()`` takes the EOF character from *our* stdin's terminal; we take it
-  from the child's PTY.  A canonical-mode TTY also silently drops everything
-  past 4095 bytes of one input line, and turns ``^C``/``^Z``/``^\\`` in the text
-  into signals: ``stdin_text`` is quoted with the PTY's LNEXT character and long
-  lines are handed over in pieces ended by VEOF (which delivers without EOF).
-  Input is written non-blocking from the read loop, so a child that prints a lot
-  before reading stdin cannot deadlock against us.
-
-Process groups.  The child is a session leader (pid == pgid), so
-``killpg(pid, ...)`` reaches the agent and every tool it started that did not
-create its own session.  Ending an attempt is SIGTERM (+SIGCONT) to the group,
-up to ``kill_grace`` seconds while output is still drained, then SIGKILL.  The
-leader's own exit is noticed with ``waitid(WNOWAIT)``: it stays an unreaped
-zombie until the leftover group members are dealt with, so its pid - the group
-id - cannot be reused and signalled by mistake.  A grandchild that keeps the PTY
-open therefore delays nothing: after the leader exits we drain for at most
-0.2 s, then kill what is left of the group.  Whether a group still has live
-members is read from ``/proc`` (zombies waiting for a slow init to reap them do
-not count); without ``/proc`` ``killpg(pgid, 0)`` is used.
+"""Run one agent attempt in a pseudo-terminal: agents behave as they do for a
+human only on a TTY, so :func:`run_attempt` spawns the agent CLI with pexpect,
+streams its output to a transcript and the signal scanner with bounded memory,
+and ends the attempt on exit, timeout, idleness or request.  Why it is built
+this way (pexpect traps, process groups): docs/session.md.
 """
 
 from __future__ import annotations
@@ -61,15 +16,15 @@ import signal
 import termios
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import pexpect
 
-from .interrupts import hurry_window
+from .outcome import AttemptResult
+from .processes import AgentGroup, pidfd_open, signal_group
 from .signals import SignalScanner, strip_ansi
 
-__all__ = ["AttemptResult", "group_alive", "run_attempt"]
+__all__ = ["looks_like_question", "run_attempt"]
 
 _POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 READ_SIZE = 65536  # bytes per os.read(); a PTY hands out ~4 KiB per read anyway
@@ -77,96 +32,17 @@ BATCH_SIZE = 65536  # bytes gathered per wake-up before writing/scanning them
 POLL_INTERVAL = 0.05  # longest sleep between checks of exit / timeouts / should_stop
 EXIT_DRAIN = 0.2  # after the leader exits, read leftovers at most this long ...
 EXIT_QUIET = 0.05  # ... and stop early after this long without output
-KILL_WAIT = 5.0  # after SIGKILL, wait at most this long for the group to vanish
 TAIL_BYTES = 64 * 1024  # raw output kept in memory for `tail`
 TAIL_LINES = 50
 TAIL_CHARS = 8192
 TTY_LINE_LIMIT = 4000  # canonical-mode TTYs drop input beyond 4095 bytes per line
 
 
-@dataclass
-class AttemptResult:
-    """What happened in one attempt."""
-
-    exit_status: int | None  # exit code, None if killed by a signal (or unknown)
-    term_signal: int | None  # signal number if it died from one
-    signal: str | None  # counted completion signal: "done" | "halt" | None
-    reason: str  # "exited" | "timeout" | "idle" | "question" | "interrupted" | "stopped" | "spawn-error"
-    duration: float  # seconds
-    output_bytes: int
-    tail: str  # last ~50 lines (max ~8 KB) of output, ANSI-stripped, for reports
-    halt_context: str
-    error: str | None  # human message for spawn errors etc.
-
-
-# --------------------------------------------------------------------- process groups
-_PROC_USABLE: bool | None = None
-
-
-def _proc_usable() -> bool:
-    """Is /proc there and showing *our* pid namespace?"""
-    global _PROC_USABLE
-    if _PROC_USABLE is None:
-        try:
-            _PROC_USABLE = os.readlink("/proc/self") == str(os.getpid())
-        except OSError:
-            _PROC_USABLE = False
-    return _PROC_USABLE
-
-
-def _proc_group_members(pgid: int) -> list[int] | None:
-    """Pids of live (non-zombie) processes in group *pgid*, or None without /proc."""
-    if not _proc_usable():
-        return None
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) < 3 or fields[0] in (b"Z", b"X"):
-            continue
-        try:
-            if int(fields[2]) == pgid:
-                members.append(int(entry))
-        except ValueError:
-            continue
-    return members
-
-
-def group_alive(pgid: int) -> bool:
-    """True while process group *pgid* has a live (non-zombie) member."""
-    members = _proc_group_members(pgid)
-    if members is not None:
-        return bool(members)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 # --------------------------------------------------------------------- TTY input
 def _tty_input_bytes(fd: int, text: str) -> bytes:
     """Encode *text* so a canonical-mode TTY delivers it intact, then EOF."""
     data = text.encode("utf-8")
+    cc: list[bytes | int] | None
     try:
         cc = termios.tcgetattr(fd)[6]
     except termios.error:
@@ -176,9 +52,9 @@ def _tty_input_bytes(fd: int, text: str) -> bytes:
         index = getattr(termios, name, None)
         if cc is None or index is None:
             return default
-        value = cc[index]
+        value: bytes | int = cc[index]
         if isinstance(value, int):
-            value = bytes([value])
+            return bytes([value])
         return value
 
     veof = char("VEOF", b"\x04")
@@ -223,15 +99,24 @@ def _escape_command(program: str) -> str:
     return "".join("\\" + ch for ch in program)
 
 
+def _no_close_delays(child: pexpect.spawn[bytes]) -> None:
+    """Make ``close()`` not sleep: the delays that count are ptyprocess's."""
+    child.delayafterclose = child.delayafterterminate = 0
+    ptyproc = getattr(child, "ptyproc", None)  # not in pexpect's type stubs
+    if ptyproc is not None:
+        ptyproc.delayafterclose = ptyproc.delayafterterminate = 0
+
+
 class _Attempt:
     def __init__(
         self,
-        child: pexpect.spawn,
+        child: pexpect.spawn[bytes],
         transcript: BinaryIO,
         scanner: SignalScanner,
         on_output: Callable[[bytes], bytes | None] | None,
         stdin_text: str | None,
     ) -> None:
+        assert child.pid is not None  # spawn() has forked
         self.child = child
         self.pid: int = child.pid
         self.fd: int = child.child_fd
@@ -244,7 +129,6 @@ class _Attempt:
         self.output_bytes = 0
         self.eof = False
         self.last_output = time.monotonic()
-        self.leader_gone = False
         os.set_blocking(self.fd, False)
         # poll(), not select(): select() fails for fds >= 1024 (long pytest runs).
         self.poller = select.poll()
@@ -253,7 +137,8 @@ class _Attempt:
         # A pidfd becomes readable when the agent exits, so the loop wakes at
         # once instead of after POLL_INTERVAL (the agent usually exits right
         # after its last output; a 50 ms nap there cost ~16 ms per task).
-        self.pidfd = _pidfd_open(self.pid)
+        self.pidfd = pidfd_open(self.pid)
+        self.group = AgentGroup(self.pid, self._isalive, on_exit=self._forget_pidfd)
         if self.pidfd is not None:
             self.poller.register(self.pidfd, select.POLLIN)
             self.exit_poller = select.poll()
@@ -268,7 +153,7 @@ class _Attempt:
         want_write = self.pending_pos < len(self.pending)
         if self.eof and not want_write:
             if wait > 0:
-                if self.pidfd is not None and not self.leader_gone:
+                if self.pidfd is not None and not self.group.leader_gone:
                     self.exit_poller.poll(wait * 1000.0)   # returns when the agent exits
                 else:
                     time.sleep(min(wait, 0.005))
@@ -355,95 +240,16 @@ class _Attempt:
                 break
 
     # -- the child ---------------------------------------------------------------
-    def leader_exited(self) -> bool:
-        """Has the leader exited?  Does not reap it (WNOWAIT): while it is an
-        unreaped zombie its pid, which is the group id, cannot be reused."""
-        if self.leader_gone:
-            return True
-        waitid = getattr(os, "waitid", None)
-        if waitid is not None and hasattr(os, "WNOWAIT"):
-            try:
-                info = waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                self.leader_gone = True
-                self._forget_pidfd()
-                return True
-            self.leader_gone = info is not None and info.si_pid != 0
-            if self.leader_gone:
-                self._forget_pidfd()
-            return self.leader_gone
-        self.leader_gone = not self._isalive()
-        return self.leader_gone
-
     def _isalive(self) -> bool:
         try:
             return bool(self.child.isalive())
         except pexpect.ExceptionPexpect:  # reaped by someone else
             return False
 
-    def terminate_group(self, grace: float) -> None:
-        """SIGTERM the group, drain output up to *grace* s while it dies, then
-        SIGKILL whatever is left.  A second Ctrl-C skips the grace period."""
-        if not self._group_alive():
-            return
-        _killpg(self.pid, signal.SIGTERM)
-        _killpg(self.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-        end = time.monotonic() + grace
-        try:
-            with hurry_window():  # even while the run is stopping
-                while self._group_alive():
-                    remaining = end - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self.pump(min(0.02, remaining))
-        except KeyboardInterrupt:
-            self.kill_group()
-            raise
-        self.kill_group()
-
-    def kill_group(self) -> None:
-        """SIGKILL the group and wait (bounded) until no live member is left."""
-        if not self._group_alive():
-            return
-        _killpg(self.pid, signal.SIGKILL)
-        end = time.monotonic() + KILL_WAIT
-        while self._group_alive() and time.monotonic() < end:
-            time.sleep(0.01)
-
-    def _group_alive(self) -> bool:
-        """Does the agent's group still have a live member?
-
-        Cheap in the common case: a running leader is a live member, and once
-        it has exited and is reaped, ``killpg(pgid, 0)`` failing proves the
-        group empty.  Reaping it is safe: Linux keeps a pid number reserved
-        while any process still has it as its process group id, so the number
-        cannot be handed to an unrelated process while we may signal the
-        group.  Only when ``killpg`` succeeds is ``/proc`` scanned, because
-        zombie members (exited, waiting for init) answer ``killpg`` too.
-        """
-        if not self.leader_exited():
-            return True
-        self._isalive()  # reap the leader
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        members = _proc_group_members(self.pid)
-        return bool(members) if members is not None else True
-
     def reap(self) -> tuple[int | None, int | None]:
         """Collect the leader's exit status (bounded wait)."""
-        end = time.monotonic() + KILL_WAIT
-        killed = False
-        while self._isalive():
-            if time.monotonic() >= end:
-                if killed:
-                    return None, None  # unkillable (D state?): give up waiting
-                _killpg(self.pid, signal.SIGKILL)
-                killed, end = True, time.monotonic() + KILL_WAIT
-            time.sleep(0.005)
+        if not self.group.reap():
+            return None, None  # unkillable (D state?): give up waiting
         return self.child.exitstatus, self.child.signalstatus
 
     def _forget_pidfd(self) -> None:
@@ -459,10 +265,7 @@ class _Attempt:
     def close(self) -> None:
         self._forget_pidfd()
         child = self.child
-        for obj in (child, getattr(child, "ptyproc", None)):
-            if obj is not None:
-                obj.delayafterclose = 0
-                obj.delayafterterminate = 0
+        _no_close_delays(child)
         try:
             child.close(force=True)
         except Exception:  # noqa: BLE001  # pragma: no cover - already reaped; just free the fd
@@ -528,17 +331,6 @@ _QUESTION_END = re.compile(
     r"^\s*[❯›>]\s*\d+\.\s)",
     re.IGNORECASE | re.MULTILINE,
 )
-
-
-def _pidfd_open(pid: int) -> int | None:
-    """A pidfd for *pid* (Linux >= 5.3, Python >= 3.9), else None: poll-only fallback."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return opener(pid)
-    except OSError:
-        return None
 
 
 def looks_like_question(tail: bytes) -> bool:
@@ -611,7 +403,7 @@ def run_attempt(
 
     with open(transcript_path, "ab", buffering=0) as transcript:
         try:
-            child = pexpect.spawn(
+            child: pexpect.spawn[bytes] = pexpect.spawn(
                 program if args else _escape_command(program),
                 args,
                 env=env,
@@ -629,8 +421,9 @@ def run_attempt(
         try:
             attempt = _Attempt(child, transcript, SignalScanner(prompt), on_output, stdin_text)
         except BaseException:
-            _killpg(child.pid, signal.SIGKILL)
-            child.ptyproc.delayafterclose = child.ptyproc.delayafterterminate = 0
+            if child.pid is not None:
+                signal_group(child.pid, signal.SIGKILL)
+            _no_close_delays(child)
             child.close(force=True)
             raise
         reason = "exited"
@@ -638,7 +431,7 @@ def run_attempt(
             if on_spawn is not None:
                 on_spawn(attempt.pid)
             while True:
-                if attempt.leader_exited():
+                if attempt.group.leader_exited():
                     reason = "exited"
                     attempt.drain(EXIT_DRAIN, EXIT_QUIET)
                     break
@@ -668,14 +461,14 @@ def run_attempt(
                         break
                     attempt.question_checked = True
                 attempt.pump(wait)
-            attempt.terminate_group(kill_grace)
+            attempt.group.terminate(kill_grace, attempt.pump)
             attempt.drain(EXIT_DRAIN, EXIT_QUIET)
         except BaseException:
             # KeyboardInterrupt (or a failing callback): never leave the agent
             # running behind us.  Callbacks are off while we clean up.
             attempt.on_output = None
             try:
-                attempt.terminate_group(kill_grace)
+                attempt.group.terminate(kill_grace, attempt.pump)
             finally:
                 attempt.reap()
                 attempt.close()

@@ -1,40 +1,29 @@
-"""Find the completion signal in an agent's output, without being fooled by echoes.
-
-An agent ends a task by printing ``<promise>TASK_DONE</promise>`` (or
-``<promise>COMPLETE</promise>``), or ``<promise>HALT</promise>`` when it needs a
-human.  The prompt we send explains that protocol, so it contains those very
-strings, and task text written by someone else may contain them too.  Several
-agent CLIs echo their prompt (or show it in a TUI box), so "the output contains
-the tag" is not proof of anything.
-
-Rule: a tag counts only on a line that is the agent's own words.  After
-stripping ANSI escape sequences, ``\\r`` and surrounding whitespace, an output
-line does not count when
-
-* it equals a (normalised) prompt line, or
-* it contains a prompt line that itself contains a tag (a prefixed echo such as
-  ``> `` + line), or
-* (extra guard for TUIs that re-wrap or box the echoed prompt) with whitespace
-  and box-drawing characters removed, it is a piece of such a prompt line -
-  unless it is nothing but a bare tag, which is what the agent is told to print.
-
-The consequence for whoever builds prompts: never put a bare tag alone on a
-prompt line, or the agent's real signal equals a prompt line and never counts.
-
-The scanner is streaming and bounded: output arrives in arbitrary chunks (a
-tag may be split between two reads), lines are split on ``\\n``, and memory does
-not grow with the output.  Work is done per *batch of complete lines* with C-level
-string operations: a batch without a ``<`` cannot hold a tag and costs one
-``in`` test; otherwise escapes are stripped from the batch at once and only
-lines that contain ``<promise>`` are looked at one by one.  A 100 MB flood is
-therefore not a Python loop per line.
-A line longer than ``max_line`` (which cannot be a prompt line) is cut into
-overlapping segments so a tag anywhere in a 1 MB line is still found.
+"""The done/halt tags, defined once, and the scanner that finds the agent's own
+tag in its output: the prompt explains the tags and agent CLIs echo the prompt,
+so a tag counts only on a line that is not an echo.  The rules: docs/session.md,
+"Completion signals".
 """
 
 from __future__ import annotations
 
 import re
+
+__all__ = [
+    "BARE_TAGS",
+    "COMPLETE_TAG",
+    "DONE",
+    "DONE_TAG",
+    "DONE_TAG_RE",
+    "HALT",
+    "HALT_CONTEXT_LINES",
+    "HALT_TAG",
+    "TAG_CLOSE",
+    "TAG_KIND",
+    "TAG_OPEN",
+    "TAG_RE",
+    "SignalScanner",
+    "strip_ansi",
+]
 
 DONE = "done"
 HALT = "halt"
@@ -55,12 +44,18 @@ _ANSI_RE = re.compile(
     re.VERBOSE,
 )
 
-_TAG_RE = re.compile(r"<promise>\s*(TASK_DONE|COMPLETE|HALT)\s*</promise>")
-_TAG_KIND = {"TASK_DONE": DONE, "COMPLETE": DONE, "HALT": HALT}
-_MARKER = "<promise>"
-_BARE_TAGS = frozenset(
-    {"<promise>TASK_DONE</promise>", "<promise>COMPLETE</promise>", "<promise>HALT</promise>"}
-)
+TAG_OPEN = "<promise>"  # every tag starts so: text without it holds no tag
+TAG_CLOSE = "</promise>"
+DONE_TAG = f"{TAG_OPEN}TASK_DONE{TAG_CLOSE}"
+COMPLETE_TAG = f"{TAG_OPEN}COMPLETE{TAG_CLOSE}"  # counts as done too
+HALT_TAG = f"{TAG_OPEN}HALT{TAG_CLOSE}"
+TAG_KIND: dict[str, str] = {"TASK_DONE": DONE, "COMPLETE": DONE, "HALT": HALT}  # word -> kind
+BARE_TAGS = frozenset({DONE_TAG, COMPLETE_TAG, HALT_TAG})
+# Any tag, its word in group 1 (spaces inside the tag are tolerated) ...
+TAG_RE = re.compile(rf"{TAG_OPEN}\s*(TASK_DONE|COMPLETE|HALT)\s*{TAG_CLOSE}")
+# ... and a done tag only.
+DONE_TAG_RE = re.compile(rf"{TAG_OPEN}\s*(?:TASK_DONE|COMPLETE)\s*{TAG_CLOSE}")
+
 # Removed for the "piece of an echoed prompt line" comparison: whitespace (TUIs
 # re-wrap and pad, or move the cursor instead of printing spaces) and
 # box-drawing / block characters (TUI frames around an echoed prompt).
@@ -112,7 +107,7 @@ class SignalScanner:
         lines = [_normalise(line).strip() for line in prompt.split("\n")]
         self._prompt_lines: frozenset[str] = frozenset(line for line in lines if line)
         self._tag_lines: tuple[str, ...] = tuple(
-            sorted({line for line in self._prompt_lines if _TAG_RE.search(line)})
+            sorted({line for line in self._prompt_lines if TAG_RE.search(line)})
         )
         self._loose_tag_lines: tuple[str, ...] = tuple(
             sorted({_loose(line) for line in self._tag_lines})
@@ -179,12 +174,12 @@ class SignalScanner:
         # Normalising only removes characters, so without a "<" in the raw text
         # there is no tag: floods of ordinary output skip all per-line work.
         norm = _normalise(region) if overlong or "<" in region else ""
-        if _MARKER in norm or overlong:
+        if TAG_OPEN in norm or overlong:
             lines = norm.split("\n")
             lines.pop()  # region ends with "\n"
             for index, line in enumerate(lines):
                 first_long = overlong and index == 0
-                if _MARKER not in line and not first_long:
+                if TAG_OPEN not in line and not first_long:
                     continue
                 if first_long:
                     # The end of a line that was cut into segments: the verdict on
@@ -207,9 +202,9 @@ class SignalScanner:
     @staticmethod
     def _last_tag(line: str) -> str | None:
         last = None
-        for match in _TAG_RE.finditer(line):
+        for match in TAG_RE.finditer(line):
             last = match
-        return None if last is None else _TAG_KIND[last.group(1)]
+        return None if last is None else TAG_KIND[last.group(1)]
 
     def _tainted(self, text: str) -> bool:
         """True if *text* contains a tag-bearing prompt line (exactly, or with
@@ -233,7 +228,7 @@ class SignalScanner:
         if text in self._prompt_lines or self._tainted(text):
             return None
         loose = _loose(text)
-        if loose not in _BARE_TAGS:
+        if loose not in BARE_TAGS:
             # A piece of an echoed prompt line that a TUI re-wrapped is not the
             # agent's own words either.
             for prompt_line in self._loose_tag_lines:
@@ -256,14 +251,14 @@ class SignalScanner:
         recent = _normalise(recent)
         text = recent + before_in_region if before_in_region else recent
         candidates = text.split("\n")[-keep:]
-        own = _TAG_RE.sub("", halt_line).strip()
+        own = TAG_RE.sub("", halt_line).strip()
         if own:
             candidates.append(own)
         kept: list[str] = []
         for raw in candidates:
             line = raw.rstrip()
             stripped = line.strip()
-            if stripped in self._prompt_lines or _MARKER in stripped:
+            if stripped in self._prompt_lines or TAG_OPEN in stripped:
                 continue  # echoed prompt lines and earlier tags are not the question
             if len(line) > _HALT_LINE_CHARS:
                 line = line[:_HALT_LINE_CHARS] + "…"
@@ -288,7 +283,7 @@ class SignalScanner:
         remember its verdict, and keep only an overlapping raw tail."""
         window = "".join(self._parts)
         norm = _normalise(window) if not self._long_tainted and "<" in window else ""
-        if _MARKER in norm:
+        if TAG_OPEN in norm:
             if self._tainted(norm):
                 self._long_tainted = True
             else:

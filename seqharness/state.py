@@ -21,12 +21,15 @@ import json
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypedDict, cast
 
 from seqharness.atomic import atomic_write
 from seqharness.faults import fault
 
+_orjson: ModuleType | None
 try:  # a declared dependency, but the state must not depend on a compiled wheel
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised by the fallback test
@@ -41,22 +44,234 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def empty_spec_state() -> dict[str, Any]:
-    return {
-        "completed": [],
-        "halted": False,
-        "halted_task": None,
-        "halted_at": None,
-        "halt_question": None,
-        "started_at": None,
-        "completed_at": None,
-        "assignments": {},
-        "tasks": {},
-        "running": None,
-        "iterations": 0,
-        "paused_until": None,
-        "next_token": None,
-    }
+class TaskRecord(TypedDict, total=False):
+    """The last attempt of one unit, under ``tasks.<unit name>``."""
+
+    status: str                 # passed | failed | halted | interrupted | limited
+    attempts: int
+    last_exit: int | None
+    last_reason: str
+    transcript: str             # relative to the workdir
+    updated_at: str
+    title: str
+    title_sha: str              # tells a renumbered task from a different one
+    keys: list[str]             # the completed keys a pass added
+
+
+class Running(TypedDict, total=False):
+    """The attempt in flight (step 1 of :mod:`seqharness.record`)."""
+
+    unit: str | None
+    cell: str                   # the head task's checkbox before it became [-]
+    pid: int                    # the harness's pid
+    since: str
+    token: str                  # SEQHARNESS_AGENT_TOKEN of its agent
+    pgid: int | None            # the agent's process group
+
+
+class Plan(TypedDict):
+    granularity: str
+    units: dict[str, str]       # unit name -> title hash, as the last run saw them
+
+
+@dataclass
+class SpecState:
+    """One spec's entry of the state file, typed, with the verbs that change it.
+
+    The attribute names are the JSON keys on disk (the original script's
+    ``completed``, ``halted``, ``halted_task``, ``halted_at``, ``started_at``,
+    ``completed_at``, ``assignments``, and ours); keys this version does not
+    know are kept as read.  :meth:`from_json` is the one place that checks
+    what was read.
+    """
+
+    completed: list[str] = field(default_factory=list)
+    halted: bool = False
+    halted_task: str | None = None
+    halted_at: str | None = None
+    halt_question: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    running: Running | None = None
+    iterations: int = 0
+    paused_until: float | None = None
+    next_token: str | None = None
+    plan: Plan | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    _done: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._done = set(self.completed)
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, raw: object) -> tuple[SpecState, list[str]]:
+        """The state of an entry as read, and the names of values reset.
+
+        The entry may come from an older or newer seqharness, from the original
+        script, or from a hand edit.  A value of the wrong type is replaced by
+        its empty value (and reported) rather than crashing the run later.
+        """
+        entry: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+        fixed: list[str] = []
+
+        def take(key: str) -> Any:
+            return entry.pop(key, None)
+
+        state = cls()
+        completed = take("completed")
+        if isinstance(completed, list):
+            state.completed = [k for k in completed if isinstance(k, str)]
+            if len(state.completed) != len(completed):
+                fixed.append("completed")
+        elif completed is not None:
+            fixed.append("completed")
+        for key in ("tasks", "assignments"):
+            value = take(key)
+            if isinstance(value, dict):
+                kept = {k: v for k, v in value.items() if isinstance(v, dict)}
+                if len(kept) != len(value) and key == "tasks":
+                    fixed.append(key)
+                setattr(state, key, kept if key == "tasks" else value)
+            elif value is not None:
+                fixed.append(key)
+        running = take("running")
+        if isinstance(running, dict):
+            if not isinstance(running.get("cell"), str) or len(running["cell"]) != 1:
+                running["cell"] = " "
+            state.running = cast(Running, running)
+        elif running is not None:
+            fixed.append("running")
+        iterations = take("iterations")
+        if isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 0:
+            state.iterations = iterations
+        elif iterations not in (None, 0):
+            fixed.append("iterations")
+        until = take("paused_until")
+        if isinstance(until, (int, float)) and not isinstance(until, bool) and math.isfinite(until):
+            state.paused_until = until
+        elif until is not None:
+            fixed.append("paused_until")
+        halted, halted_task = take("halted"), entry.get("halted_task")
+        if isinstance(halted, bool):
+            state.halted = halted
+        elif halted is not None:
+            state.halted = bool(halted) and isinstance(halted_task, str)
+            fixed.append("halted")
+        for key in ("halted_task", "halt_question", "halted_at", "started_at", "completed_at",
+                    "next_token"):
+            value = take(key)
+            if isinstance(value, str):
+                setattr(state, key, value)
+            elif value is not None:
+                fixed.append(key)
+        plan = take("plan")
+        if isinstance(plan, dict):
+            state.plan = cast(Plan, plan)
+        elif plan is not None:
+            fixed.append("plan")
+        state.extra = entry
+        state._done = set(state.completed)
+        return state, fixed
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "completed": self.completed, "halted": self.halted, "halted_task": self.halted_task,
+            "halted_at": self.halted_at, "halt_question": self.halt_question,
+            "started_at": self.started_at, "completed_at": self.completed_at,
+            "assignments": self.assignments, "tasks": self.tasks, "running": self.running,
+            "iterations": self.iterations, "paused_until": self.paused_until,
+            "next_token": self.next_token,
+        }
+        if self.plan is not None:
+            doc["plan"] = self.plan
+        if self.extra:
+            doc.update({k: v for k, v in self.extra.items() if k not in doc})
+        return doc
+
+    def is_completed(self, key: str) -> bool:
+        return key in self._done
+
+    def assignment(self, unit_name: str) -> str | None:
+        """The backend an earlier assignment chose for a unit, if any."""
+        entry = self.assignments.get(unit_name)
+        backend = entry.get("backend") if isinstance(entry, dict) else None
+        return backend if isinstance(backend, str) else None
+
+    # -- the run ---------------------------------------------------------------------------
+    def begin_run(self) -> str | None:
+        """A run starts: note its start, forget a halt.  Returns the halted task, if any."""
+        resumed = self.halted_task if self.halted else None
+        self.halted = False
+        if not self.started_at:
+            self.started_at = now_iso()
+        self.completed_at = None
+        return resumed
+
+    def end_run(self, *, complete: bool) -> None:
+        """The run ends with no agent left, so no process carries the next token."""
+        if complete:
+            self.completed_at = now_iso()
+        self.next_token = None
+
+    # -- one attempt (the steps of seqharness.record) --------------------------------------
+    def new_token(self) -> str:
+        """Draw the token the next agent will carry (step 0)."""
+        from seqharness.processes import new_token
+
+        self.next_token = new_token()
+        return self.next_token
+
+    def record_running(self, running: Running) -> None:
+        self.running = running
+
+    def clear_running(self) -> None:
+        self.running = None
+
+    def record_outcome(self, unit_name: str, record: TaskRecord, *, passed_keys: list[str] | None,
+                       halt_question: str | None = None, halted: bool = False) -> None:
+        """The attempt's outcome (step 5): the task record, one more iteration, no
+        attempt running, a fresh token for the next one; a pass completes
+        *passed_keys*, a halt records the question."""
+        old = self.tasks.get(unit_name) or TaskRecord()
+        attempts = old.get("attempts")
+        merged = cast(TaskRecord, {**old, **record})
+        merged["attempts"] = (attempts if isinstance(attempts, int) else 0) + 1
+        if passed_keys is not None:
+            self.add_completed(passed_keys)
+            merged["keys"] = list(passed_keys)
+        self.tasks[unit_name] = merged
+        self.iterations += 1
+        self.running = None
+        self.new_token()
+        if halted:
+            self.mark_halted(unit_name, halt_question)
+
+    def mark_halted(self, unit_name: str, question: str | None) -> None:
+        self.halted = True
+        self.halted_task = unit_name
+        self.halted_at = now_iso()
+        self.halt_question = question
+
+    def set_pause(self, until: float | None) -> None:
+        """A usage-limit pause until *until* (epoch seconds), or none."""
+        self.paused_until = until
+
+    def set_assignment(self, unit_name: str, answer: dict[str, Any]) -> None:
+        self.assignments[unit_name] = {**answer, "at": now_iso()}
+
+    # -- completed keys ----------------------------------------------------------------------
+    def add_completed(self, keys: list[str]) -> None:
+        for key in keys:
+            if key not in self._done:
+                self.completed.append(key)
+                self._done.add(key)
+
+    def drop_completed(self, keys: set[str]) -> None:
+        self.completed = [k for k in self.completed if k not in keys]
+        self._done = set(self.completed)
 
 
 def encode(doc: dict[str, Any]) -> bytes:
@@ -72,7 +287,8 @@ def encode(doc: dict[str, Any]) -> bytes:
     """
     if _orjson is not None:
         try:
-            return _orjson.dumps(doc, option=_orjson.OPT_APPEND_NEWLINE)
+            blob: bytes = _orjson.dumps(doc, option=_orjson.OPT_APPEND_NEWLINE)
+            return blob
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             pass
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -85,9 +301,9 @@ class StateError(Exception):
 class StateStore:
     """The state of one spec inside the shared state file.
 
-    ``data`` is this spec's entry.  Mutate it, then call :meth:`save`; the
-    save re-reads the file under the lock so other specs' entries written in
-    the meantime are kept.
+    ``state`` is this spec's :class:`SpecState`.  Change it through its verbs,
+    then call :meth:`save`; the save re-reads the file under the lock so
+    other specs' entries written in the meantime are kept.
     """
 
     def __init__(self, specs_dir: str | os.PathLike[str], spec_key: str) -> None:
@@ -96,7 +312,7 @@ class StateStore:
         self.lock_path = self.specs_dir / (STATE_NAME + ".lock")
         self.spec_key = spec_key
         self.notes: list[str] = []
-        self.data: dict[str, Any] = self._load_entry()
+        self.state: SpecState = self._load_entry()
 
     # -- reading -------------------------------------------------------------
     def _read_file(self) -> dict[str, Any]:
@@ -132,24 +348,20 @@ class StateStore:
             doc["specs"] = {}
         return doc
 
-    def _load_entry(self) -> dict[str, Any]:
+    def _load_entry(self) -> SpecState:
         doc = self._read_file()
-        entry = doc["specs"].get(self.spec_key)
-        base = empty_spec_state()
-        if isinstance(entry, dict):
-            base.update(entry)
-        fixed = _sanitise(base)
+        state, fixed = SpecState.from_json(doc["specs"].get(self.spec_key))
         if fixed:
             self.notes.append(f"{self.path}: spec {self.spec_key!r}: unusable values reset "
                               f"({', '.join(fixed)})")
-        return base
+        return state
 
     def reload(self) -> None:
         """Read this spec's entry again, e.g. after waiting for the run lock
         (the run that held it has changed the state since collection)."""
         notes = self.notes
         self.notes = []
-        self.data = self._load_entry()
+        self.state = self._load_entry()
         self.notes = list(dict.fromkeys(notes + self.notes))
 
     # -- writing -------------------------------------------------------------
@@ -173,7 +385,7 @@ class StateStore:
                 self._sweep_temp_files()
             doc = self._unchanged_doc() or self._read_file()
             doc["version"] = STATE_VERSION
-            doc["specs"][self.spec_key] = self.data
+            doc["specs"][self.spec_key] = self.state.to_json()
             atomic_write(self.path, encode(doc), durable=durable)
             self._last_written = (doc, self._signature())
         fault("state-saved")
@@ -214,74 +426,6 @@ class StateStore:
                 with contextlib.suppress(OSError):
                     os.unlink(self.specs_dir / name)
 
-    # -- convenience ---------------------------------------------------------
-    def is_completed(self, key: str) -> bool:
-        return key in self._completed_set()
-
-    def _completed_set(self) -> set[str]:
-        return set(self.data["completed"])
-
-    def add_completed(self, keys: list[str]) -> None:
-        have = self._completed_set()
-        for key in keys:
-            if key not in have:
-                self.data["completed"].append(key)
-                have.add(key)
-
-    def task_record(self, key: str) -> dict[str, Any]:
-        return self.data["tasks"].setdefault(key, {})
-
     def reset(self) -> None:
-        self.data = empty_spec_state()
-
-
-def _sanitise(entry: dict[str, Any]) -> list[str]:
-    """Give every field the type this version uses; return the names reset.
-
-    The entry may come from an older or newer seqharness, from the original
-    script, or from a hand edit.  A value of the wrong type is replaced by
-    its empty value (and reported) rather than crashing the run later.
-    """
-    fixed = []
-    completed = entry.get("completed")
-    if not isinstance(completed, list) or not all(isinstance(k, str) for k in completed):
-        entry["completed"] = [k for k in completed if isinstance(k, str)] if isinstance(completed, list) else []
-        fixed.append("completed")
-    for key in ("tasks", "assignments"):
-        value = entry.get(key)
-        if not isinstance(value, dict):
-            entry[key] = {}
-            fixed.append(key)
-    tasks = entry["tasks"]
-    if not all(isinstance(v, dict) for v in tasks.values()):
-        entry["tasks"] = {k: v for k, v in tasks.items() if isinstance(v, dict)}
-        fixed.append("tasks")
-    running = entry.get("running")
-    if running is not None and not isinstance(running, dict):
-        entry["running"] = None
-        fixed.append("running")
-    elif isinstance(running, dict):
-        cell = running.get("cell")
-        if not isinstance(cell, str) or len(cell) != 1:
-            running["cell"] = " "
-    iterations = entry.get("iterations")
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-        entry["iterations"] = 0
-        if iterations not in (None, 0):
-            fixed.append("iterations")
-    until = entry.get("paused_until")
-    if until is not None and (not isinstance(until, (int, float)) or isinstance(until, bool)
-                              or not math.isfinite(until)):
-        entry["paused_until"] = None
-        fixed.append("paused_until")
-    if not isinstance(entry.get("halted"), bool):
-        entry["halted"] = bool(entry.get("halted")) and isinstance(entry.get("halted_task"), str)
-        fixed.append("halted")
-    for key in ("halted_task", "halt_question", "halted_at", "started_at", "completed_at", "next_token"):
-        if entry.get(key) is not None and not isinstance(entry.get(key), str):
-            entry[key] = None
-            fixed.append(key)
-    if entry.get("plan") is not None and not isinstance(entry.get("plan"), dict):
-        entry["plan"] = None
-        fixed.append("plan")
-    return fixed
+        """``--reset``: forget this spec's recorded state (saved with the next save)."""
+        self.state = SpecState()

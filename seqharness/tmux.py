@@ -1,113 +1,23 @@
-"""A read-only tmux view of a run: one detached session, one window per task attempt.
-
-Design ("shape (a)" in the project notes)
-----------------------------------------
-pexpect owns each agent's PTY and streams the raw bytes to a per-attempt
-transcript file.  tmux never touches the agent: each window runs a *viewer*,
-``tail -c +1 -f --pid HARNESS_PID -- TRANSCRIPT``, so the window replays the
-transcript from its first byte and then follows it live, escape sequences and
-all (tmux renders the colours).  GNU tail exits by itself shortly after the
-harness process dies, and ``remain-on-exit on`` keeps the dead pane on screen,
-so a human who attaches after a crash still sees the last output and the
-outcome line the harness appended.  Losing the view never affects the run: the
-transcript file is the record.
-
-The session is created with a placeholder window (an ``echo`` of a short
-notice, kept by ``remain-on-exit``) because ``new-session`` must start *some*
-command, and so the session survives every task window being recycled.
-
-Why target by id
-----------------
-Window names come from task ids such as ``1.1``; in a tmux target
-``task-1.1`` reads as *window* ``task-1`` *pane* ``1``, and a name can match
-several windows or, by prefix, the wrong one.  Every window is therefore
-addressed by the id tmux returns from ``new-window -P -F '#{window_id}'``
-(``@7``), scoped to our session (``=SESSION:@7``) so a stale id can never hit a
-window of somebody else's session on a shared server.  Sessions are addressed
-with the ``=`` exact-match prefix (``=NAME``), never by prefix match.
-
-Why sanitise
-------------
-Task text is untrusted.  tmux expands ``#{...}`` formats in ``new-session -s``
-and ``new-window -n`` (``-n 'x#{session_name}'`` really names the window
-``xrun1``), and names are later shown in status lines and parsed as targets.
-So names are reduced to a small safe alphabet before they reach tmux
-(:func:`sanitize_session_name`, :func:`sanitize_window_name`).  Commands are
-always argv lists run without a shell, and the viewer is started with more
-than one argument so tmux ``exec``\\ s it directly instead of via ``sh -c``:
-``$(...)``, backticks and ``;`` in a path or name are never interpreted.
-``automatic-rename`` and ``allow-rename`` are off for our windows, so neither
-tmux nor the escape sequences in a transcript can rename them.
-
-Windows are appended after the last one (``new-window -a -t =SESSION:{end}``),
-so their order in the status line follows creation order even after recycling
-has left gaps in the indexes.  With ``fixed_size`` the windows keep the size
-given here (``window-size manual``) whatever terminal attaches: the transcript
-is a byte stream drawn for the agent's PTY size, and only a pane of that size
-replays it faithfully.
-
-One control connection
-----------------------
-All commands go through :meth:`TmuxView._run`, which sends them over one
-persistent ``tmux -C`` control client per view (:mod:`seqharness.tmux_control`)
-instead of starting a ``tmux`` client process per command.  Choices:
-
-* It attaches to *our* session (``attach-session -f no-output,ignore-size -t
-  =SESSION``), opened at the first command after :meth:`TmuxView.start`, whose
-  ``new-session`` stays a client process (the client needs a session to
-  attach to).  ``no-output``: tmux would otherwise send every pane's output of
-  the session as ``%output`` lines (measured: 30+ MB in a second from a window
-  running ``yes``, and replies delayed by 0.5 s).  ``ignore-size``: a control
-  client has no terminal and must not size windows.  A separate session for
-  the client would add a stray session to a user's server; attached to ours,
-  it also ends by itself when the session is killed.
-* Arguments are single-quoted for tmux's command parser, so task text is still
-  never interpreted; an argument with a newline or with bytes that are not
-  UTF-8 cannot travel on a control line, so that command (only) runs in a
-  client process, as an argv list.  ``capture-pane`` always does: its output
-  is pane text, which control mode does not escape.
-* A lost connection costs nothing but speed: the command runs in a client
-  process and the next one reconnects (at most three connections per
-  :meth:`TmuxView.start`).  A command that went unanswered may still have run,
-  so the task windows are then re-read from tmux.  A timeout closes the
-  connection and raises :class:`TmuxError`, as before.
-* The client runs in its own process session (a Ctrl-C for the run is not one
-  for it) and exits when its input ends: :meth:`TmuxView.close`,
-  :meth:`TmuxView.kill_session`, garbage collection, interpreter exit, or this
-  process dying by any signal.  tmux's server, not the client process, reads
-  and writes the client's pipes, so a stopped client still answers; only a
-  stopped server times out.
-* Commands are serialised by a lock.  Today one thread (pytest's) drives a
-  view, so it is never contended.
-
-Cost
-----
-Opening a window is one command (window options are applied by a session
-``after-new-window`` hook installed by :meth:`TmuxView.start`, inside the same
-server command queue, so even a viewer that exits at once keeps its pane);
-recycling an old window adds one ``kill-window``.  Measured on the dev
-machine (2 cores, tmux 3.3a, load 1.5-2.5 from other work): a command over
-the control connection takes about 0.1 ms, against 2.5-5 ms for a client
-process; what is left is tmux's own work, about 2 ms for a ``new-window``
-(fork and exec of the viewer) and 2 ms for a ``kill-window``.  So
-``open_window`` with a recycle went from 8 ms to 3 ms (median of 175; 13 ms
-to 4 ms at the higher load), and in interleaved runs of ``bench/bench.py
---only 2`` seqharness's overhead over its floor (P + ``tmux -C``) went from
-11-12 to 6-7 ms per task: about 5 ms per task saved, not more, because a
-client process costs less than 5 ms on an idle machine.
+"""A read-only tmux view of a run: one detached tmux session, one window per task attempt,
+each window replaying that attempt's transcript file, so a human can attach and watch
+the agents work (or see their last screens after a crash) without ever touching them.
+This module holds :class:`TmuxView`, the only place that talks to tmux; the pure name
+and argv helpers are in :mod:`seqharness.tmux_names` and the ``tmux -C`` connection in
+:mod:`seqharness.tmux_control`.  Design, safety rules and measured cost: ``docs/tmux.md``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
 
+from seqharness import tmux_names as names
 from seqharness.tmux_control import ControlClient, ControlLost, ControlTimeout, command_line
+from seqharness.tmux_names import sanitize_session_name, sanitize_window_name
 
 __all__ = [
     "TmuxError",
@@ -119,17 +29,7 @@ __all__ = [
 #: Environment variable naming the tmux socket (``tmux -L NAME``) when none is given.
 SOCKET_ENV = "SEQHARNESS_TMUX_SOCKET"
 
-#: Longest name we hand to tmux (session and window names).
-MAX_NAME = 64
-
-DEFAULT_SESSION_NAME = "seqharness"
-DEFAULT_WINDOW_NAME = "task"
 PLACEHOLDER_WINDOW_NAME = "seqharness"
-
-#: Window user option marking the placeholder window, so a view re-attached to an
-#: existing session can tell it apart from task windows.
-_ROLE_OPTION = "@seqharness_role"
-_PLACEHOLDER_ROLE = "placeholder"
 
 # Window options every window of ours gets.  Fixed strings only: they are parsed
 # by tmux's command parser (inside the hook), so nothing untrusted may go here.
@@ -143,77 +43,6 @@ _FIXED_SIZE_OPTION = ("window-size", "manual")
 #: Control connections one :meth:`TmuxView.start` may open (the first, then a
 #: replacement for each that dies); after that every command uses a client process.
 _MAX_CONNECTS = 3
-
-_SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
-_WINDOW_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+", re.ASCII)
-_WINDOW_ID = re.compile(r"@[0-9]+", re.ASCII)
-_SESSION_ID = re.compile(r"\$[0-9]+", re.ASCII)
-
-# tmux error texts meaning "the thing is already gone" (tmux 3.x wording).
-_GONE_MARKERS = ("can't find", "no such", "no server running", "error connecting",
-                 "lost server", "server exited unexpectedly")  # the last two: server shutting down
-
-
-def _sanitize(text: str, unsafe: re.Pattern[str], fallback: str) -> str:
-    name = unsafe.sub("-", str(text)).strip("-")
-    name = name[:MAX_NAME].rstrip("-")
-    return name or fallback
-
-
-def sanitize_session_name(text: str) -> str:
-    """Return a tmux-safe session name derived from ``text``.
-
-    Keeps ``[A-Za-z0-9_-]``; every run of other characters (``.``, ``:``,
-    ``#``, ``$``, whitespace, control characters and ESC, non-ASCII, ...) becomes a
-    single ``-``.  Leading/trailing ``-`` are dropped, the result is at most 64
-    characters, and it is never empty (``"seqharness"``).
-    """
-    return _sanitize(text, _SESSION_UNSAFE, DEFAULT_SESSION_NAME)
-
-
-def sanitize_window_name(text: str) -> str:
-    """Return a tmux-safe window name derived from ``text``.
-
-    Same rules as :func:`sanitize_session_name` except that ``.`` is kept, so
-    ``task-1.1`` stays readable (harmless because windows are only ever
-    targeted by id).  Never empty (``"task"``).
-    """
-    return _sanitize(text, _WINDOW_UNSAFE, DEFAULT_WINDOW_NAME)
-
-
-def _task_windows(listing: str) -> list[str]:
-    """Task window ids, oldest first, from ``list-windows -F '#{window_id} #{@role}'``
-    output (the placeholder window is not a task window)."""
-    ids = []
-    for line in listing.splitlines():
-        wid, _, role = line.partition(" ")
-        if _WINDOW_ID.fullmatch(wid) and role.strip() != _PLACEHOLDER_ROLE:
-            ids.append(wid)
-    return sorted(ids, key=lambda w: int(w[1:]))
-
-
-def _split_commands(args: Sequence[str]) -> list[list[str]]:
-    """``args`` cut at each lone ``";"`` argument into single commands."""
-    commands: list[list[str]] = [[]]
-    for arg in args:
-        if arg == ";":
-            commands.append([])
-        else:
-            commands[-1].append(arg)
-    return [cmd for cmd in commands if cmd]
-
-
-def _escape_trailing_semicolon(arg: str) -> str:
-    """Keep an argument ending in ``;`` whole on a tmux command line given as argv.
-
-    tmux treats *any* argument ending in ``;`` as a command separator (``x;``
-    is ``x`` then a new command) and turns a trailing ``\\;`` into ``;``; so
-    ``x;`` is sent as ``x\\;`` and ``x\\;`` as ``x\\\\;``.  A lone ``";"`` stays
-    the separator.
-    """
-    if arg.endswith(";") and arg != ";":
-        return arg[:-1] + "\\;"
-    return arg
 
 
 class TmuxError(Exception):
@@ -235,8 +64,7 @@ class TmuxError(Exception):
     @property
     def gone(self) -> bool:
         """True when tmux reported the target (or the whole server) as not existing."""
-        text = f"{self.stderr}\n{self}".lower()
-        return any(marker in text for marker in _GONE_MARKERS)
+        return names.reports_gone(f"{self.stderr}\n{self}")
 
 
 class TmuxView:
@@ -342,11 +170,13 @@ class TmuxView:
         timeout, or when tmux cannot be executed.
         """
         with self._lock:
-            commands = _split_commands(args)
-            lines = [command_line(cmd) for cmd in commands] if control else [None]
-            if lines and all(line is not None for line in lines) and self._connected():
+            commands = names.split_commands(args)
+            # One control line per command, or none at all if any cannot be sent that way.
+            lines = ([ln for cmd in commands if (ln := command_line(cmd)) is not None]
+                     if control else [])
+            if lines and len(lines) == len(commands) and self._connected():
                 try:
-                    return self._run_control(args, commands, lines)  # type: ignore[arg-type]
+                    return self._run_control(args, commands, lines)
                 except ControlLost as exc:
                     self._control = None
                     self._resync = self._resync or exc.sent
@@ -392,7 +222,7 @@ class TmuxView:
 
     def _run_process(self, args: Sequence[str]) -> str:
         """Run ``args`` in a short-lived ``tmux`` client process (argv, no shell)."""
-        argv = self._base_argv() + [_escape_trailing_semicolon(a) for a in args]
+        argv = self._base_argv() + [names.escape_trailing_semicolon(a) for a in args]
         self.processes_spawned += 1
         try:
             proc = subprocess.run(
@@ -430,7 +260,7 @@ class TmuxView:
         return f"={self.session}"
 
     def _window_target(self, window_id: str) -> str:
-        if not isinstance(window_id, str) or not _WINDOW_ID.fullmatch(window_id):
+        if not isinstance(window_id, str) or not names.WINDOW_ID.fullmatch(window_id):
             raise ValueError(f"not a tmux window id: {window_id!r}")
         return f"={self.session}:{window_id}"
 
@@ -470,7 +300,7 @@ class TmuxView:
         ]  # fmt: skip
         for key, value in self._window_option_commands():
             args += [";", "set-option", "-w", "-t", s_target, key, value]
-        args += [";", "set-option", "-w", "-t", s_target, _ROLE_OPTION, _PLACEHOLDER_ROLE]
+        args += [";", "set-option", "-w", "-t", s_target, names.ROLE_OPTION, names.PLACEHOLDER_ROLE]
         args += [";", "set-option", "-t", s_target, "destroy-unattached", "off"]
         args += [";", *self._hook_args()]
         try:
@@ -483,7 +313,7 @@ class TmuxView:
             return
         # tmux 3.3 can exit 0 after failing to create its server socket (it only
         # prints "error creating ..."), so insist on seeing the new session's id.
-        if not _SESSION_ID.fullmatch(out.strip().splitlines()[0] if out.strip() else ""):
+        if not names.SESSION_ID.fullmatch(out.strip().splitlines()[0] if out.strip() else ""):
             raise TmuxError(
                 f"tmux did not create session {self.session!r} "
                 f"(socket {self.socket_name or 'default'!r}); output: {out.strip()!r}",
@@ -496,9 +326,9 @@ class TmuxView:
         out = self._run(
             *self._hook_args(),
             ";", "list-windows", "-t", f"={self.session}:",
-            "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
+            "-F", names.LIST_WINDOWS_FORMAT,
         )  # fmt: skip
-        self._windows = _task_windows(out)
+        self._windows = names.task_windows(out)
 
     def kill_session(self) -> None:
         """Kill the session; nothing happens if it (or its server) is already gone.
@@ -553,7 +383,7 @@ class TmuxView:
             "--", "tail", "-c", "+1", "-f", "--pid", str(pid), "--", path,
         )  # fmt: skip
         window_id = out.strip()
-        if not _WINDOW_ID.fullmatch(window_id):
+        if not names.WINDOW_ID.fullmatch(window_id):
             raise TmuxError(f"tmux new-window returned no window id: {out!r}")
         self._windows.append(window_id)
         self._recycle()
@@ -598,9 +428,9 @@ class TmuxView:
         """
         out = self._run(
             "list-windows", "-t", f"={self.session}:",
-            "-F", f"#{{window_id}} #{{{_ROLE_OPTION}}}",
+            "-F", names.LIST_WINDOWS_FORMAT,
         )  # fmt: skip
-        return _task_windows(out)
+        return names.task_windows(out)
 
     def capture(self, window_id: str, *, escapes: bool = False, history: bool = False) -> str:
         """The window's rendered screen as text (``capture-pane -p -J``).

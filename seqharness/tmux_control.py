@@ -1,38 +1,9 @@
-"""One persistent ``tmux -C`` control-mode connection (used by :class:`seqharness.tmux.TmuxView`).
-
-Why
----
-A per-call ``tmux`` client process costs 3-5 ms (fork, exec, connect, identify,
-exit).  A control client stays connected and takes one command per line; a
-round trip is a fraction of a millisecond.
-
-The protocol, as tmux 3.3a speaks it (checked on the dev machine)
------------------------------------------------------------------
-* The client's own start-up command (``attach-session``) is answered by a
-  block with flags 0; every line we write is answered by ``%begin TIME NUM 1``
-  ... ``%end TIME NUM 1`` (or ``%error ...``), in order.  Hooks (the session's
-  ``after-new-window``) add blocks with flags 0 *after* our reply; they are
-  skipped, as are notification lines (``%window-add`` ...) outside blocks.
-  (So a failing hook no longer fails the command that fired it, as it does
-  through a client process, whose exit status includes the hook's error.)
-* Output inside a block is not escaped, so a block ends only at the ``%end`` /
-  ``%error`` line repeating its ``%begin`` fields exactly.  Even so, commands
-  whose output is untrusted text (pane contents) are best not sent here; the
-  caller keeps them on the per-call client.
-* A line is parsed by tmux's command parser, and ``a ; b`` on one line stops
-  at the first error and answers with one block for each command that ran, so
-  the number of blocks is unknown.  The caller therefore sends one command per
-  line and stops at the first ``%error``, which keeps the "a failing command
-  ends the sequence" rule of the per-call client.
-* An empty line detaches the client; end of input makes it exit (that is how
-  it ends when we close it, or when this process dies, even by SIGKILL).
-
-Arguments are single-quoted (:func:`command_line`); inside single quotes the
-parser does no replacement at all (no ``$VAR``, ``~``, ``\\`` escapes, ``#``
-comments, ``{}`` or ``;``), and a ``'`` is written as ``'\\''``.  A newline
-cannot be sent at all, and bytes that are not UTF-8 make the parser fail:
-:func:`command_line` returns ``None`` for both and the caller uses a client
-process with an argv list.
+"""One persistent ``tmux -C`` control-mode connection for :class:`seqharness.tmux.TmuxView`.
+It exists because a per-call ``tmux`` client process costs 3-5 ms, while a control client
+stays connected and answers a command line in a fraction of a millisecond.  This module
+quotes one command per line (:func:`command_line`, or ``None`` when it cannot travel
+that way) and reads tmux's ``%begin``/``%end`` reply blocks; the protocol as tmux 3.3a
+speaks it, and the quoting rules, are in ``docs/tmux.md``.
 """
 
 from __future__ import annotations
@@ -210,8 +181,11 @@ class ControlClient:
     def _wait(self, deadline: float, *, write: bool = False) -> None:
         remaining = deadline - time.monotonic()
         if remaining > 0:
-            fds = ([], [self._in], []) if write else ([self._out], [], [])
-            if any(select.select(*fds, remaining)):
+            if write:
+                ready = any(select.select([], [self._in], [], remaining))
+            else:
+                ready = any(select.select([self._out], [], [], remaining))
+            if ready:
                 return
         raise ControlTimeout("tmux control client did not answer in time")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from seqharness.errors import SpecError
@@ -177,7 +178,8 @@ def _order(tf: TaskFile, units: list[Unit]) -> list[Unit]:
     raise SpecError(tf.path, first.head.line, f"dependency cycle: {cycle}")
 
 
-def _topological(units: list[Unit], edges, partial: bool = False) -> list[Unit] | None:
+def _topological(units: list[Unit], edges: Callable[[Unit], list[Unit]],
+                partial: bool = False) -> list[Unit] | None:
     """Kahn's algorithm with file position as priority; None on a cycle
     (or, with *partial*, the units that could be ordered)."""
     position = {id(u): i for i, u in enumerate(units)}

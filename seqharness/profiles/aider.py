@@ -1,40 +1,7 @@
-"""aider (``aider --message-file``), plain text: aider has no JSON stream.
-
-Command::
-
-    aider --message-file PROMPT_FILE --yes-always --no-pretty --no-fancy-input
-          --no-check-update --no-show-release-notes --no-analytics
-          --no-show-model-warnings --no-auto-commits [EXTRA]
-
-Traps this profile handles (measured with aider 0.86.2, see ``notes/agent-clis.md``):
-
-* **Exit 0 on API errors.**  A 401 or an exhausted retry on 500 still exits 0;
-  the only trace is the error printed by aider, a line starting with
-  ``litellm.<Name>Error:`` (often followed by a friendly line such as "The API
-  provider is not able to authenticate you").  Retryable errors are followed
-  by "Retrying in N seconds..."; an error that is *not* followed by a retry
-  is the one that ended the run, and fails the task even with exit 0 (a
-  ``RateLimitError`` there is a usage limit).
-* **The prompt** goes in a file (``--message-file``): no argv size limit, no
-  quoting, and nothing typed into the terminal.  aider does not echo it.
-* ``--yes-always`` answers aider's own questions (create files, add to chat);
-  it still declines shell commands, which need an explicit yes.  It would also
-  say yes to "Open URL for more info?", and Python's ``webbrowser`` then starts
-  a console browser (lynx, w3m) *inside our PTY* when there is no display.
-  ``BROWSER=true`` is therefore forced in the agent's environment
-  (``SEQHARNESS_AIDER_ENV="BROWSER=..."`` overrides it).
-* ``--no-analytics`` (no first-run consent question), ``--no-show-model-warnings``
-  (no URL offer for unknown models), ``--no-check-update`` and
-  ``--no-show-release-notes`` (no network, no prompt), ``--no-pretty`` and
-  ``--no-fancy-input`` (plain text on the PTY), ``--no-auto-commits``
-  (committing is the user's business, not a per-task side effect; pass
-  ``--auto-commits`` as an extra argument to get aider's default back).
-* Streaming stays on so the tmux window shows the reply as it comes.
-
-The done/halt signal is read from the whole output with the session's echo
-rules (aider's output *is* the agent's text plus aider's status lines).
-Token and cost figures come from aider's "Tokens: ... Cost: ..." lines; each
-"Applied edit to" line counts as a tool call.
+"""aider (``aider --message-file``): the profile that runs it non-interactively
+and reads its plain-text output (aider has no JSON stream) for the done/halt
+tag, the litellm errors it reports with exit 0, tokens and cost.  The traps it
+handles: docs/session.md, "Profiles" > "aider".
 """
 
 from __future__ import annotations
@@ -45,8 +12,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, limit_from_text, one_line
-from seqharness.profiles.base import CliProfile, LineReader, TextReader
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile
+from seqharness.profiles.readers import LineReader, TextReader
 
 # aider prints str(err) of litellm's exceptions: "litellm.AuthenticationError: ...".
 # Only that prefix counts: a model explaining "ValueError: ..." is not an API error.

@@ -1,47 +1,7 @@
-"""Claude Code (``claude``), headless with ``--output-format stream-json``.
-
-Command::
-
-    claude -p --output-format stream-json --verbose --dangerously-skip-permissions [EXTRA] -- PROMPT
-
-Traps this profile handles (measured with claude-code 2.1.197, see
-``notes/agent-clis.md``):
-
-* **Silently denied tools.**  Without a permission flag, ``-p`` mode denies
-  every tool call and still ends ``is_error: false`` with exit 0; the only trace
-  is ``permission_denials`` in the ``result`` event.  Hence the bypass flag, and
-  a non-empty ``permission_denials`` fails the task ("tools were denied: Bash").
-  The bypass flag wins over any ``--permission-mode`` (measured), so a user who
-  wants claude's own permission handling gives one in the extra arguments
-  (``--backend "claude:--permission-mode acceptEdits"``,
-  ``SEQHARNESS_CLAUDE_ARGS="--permission-mode default"``) and the profile then
-  leaves the bypass flag out.
-* **Root.**  ``--dangerously-skip-permissions`` is refused as root (exit 1)
-  unless ``IS_SANDBOX=1``; it is set when ``os.geteuid() == 0``.
-* **API errors say "success".**  On an API error claude exits 1 with a result
-  ``subtype: "success"`` but ``is_error: true`` and ``api_error_status``: the
-  profile reads ``is_error``, never ``subtype``.  The error text it shows is a
-  synthetic assistant message (``model: "<synthetic>"``, ``error: "rate_limit"``
-  ...), which is not the agent's own words.
-* **Minutes of retries.**  401 and 500 are retried ~10 times over ~3 minutes
-  before failing.  ``CLAUDE_CODE_MAX_RETRIES=3`` is set unless the environment
-  already has it: a passing network blip is still retried a few times, while a
-  dead key fails in seconds instead of minutes (each failure costs a harness
-  retry, which has its own limit).
-* **Rate-limit events.**  ``rate_limit_event`` appears in *every* session with
-  ``status: "allowed"`` (or ``allowed_warning``); only ``"rejected"`` means the
-  limit is hit, and its ``resetsAt`` (epoch seconds) is when to come back.  A
-  rejected window while the request is served from overage is not a limit.
-* **stdin.**  ``-p`` reads a piped stdin to EOF; under the PTY stdin is a
-  terminal, so nothing is read and nothing blocks.  The prompt goes after
-  ``--`` so neither a leading ``-`` nor a variadic extra option such as
-  ``--allowedTools A B`` can swallow it.
-* **Dialogs** (interactive first runs; ``-p`` normally shows none): "Yes, I
-  trust this folder" (Enter), "Do you want to use this API key?" (``1``; the
-  default is No), the bypass-permissions warning (``2``, "Yes, I accept").
-
-The final text is ``result.result``; when the stream ends without a result
-event, the text blocks of the last assistant turn.
+"""Claude Code (``claude -p --output-format stream-json``): the profile that runs
+it headless with the permission bypass, reads its JSON event stream (final
+result, tool calls, cost, denied tools, rate-limit events) and judges the
+attempt.  The traps it handles: docs/session.md, "Profiles" > "claude".
 """
 
 from __future__ import annotations
@@ -51,16 +11,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, limit_from_text, one_line, parse_reset
-from seqharness.profiles.base import (
-    CliProfile,
-    Dialog,
-    JsonLineReader,
-    LineReader,
-    TextTail,
-    is_root,
-    prompt_argument,
-)
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile, is_root, prompt_argument
+from seqharness.profiles.readers import Dialog, JsonLineReader, LineReader, TextTail
 
 DIALOGS = (
     Dialog("claude: trust this folder", ("Yes, I trust this folder",), b"\r"),

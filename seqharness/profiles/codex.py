@@ -1,35 +1,7 @@
-"""OpenAI Codex CLI (``codex exec --json``).
-
-Command::
-
-    codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox [EXTRA] -- PROMPT
-
-Traps this profile handles (measured with codex 0.169.0, see ``notes/agent-clis.md``):
-
-* ``codex exec`` never asks for approval, but its default sandbox is
-  read-only: a write fails *inside* the turn and goes back to the model as tool
-  output.  ``--dangerously-bypass-approvals-and-sandbox`` lifts it (the
-  harness runs the agent in the project on purpose).  ``--full-auto`` no longer
-  exists (exit 2).  ``--skip-git-repo-check`` lets it run outside a git repo.
-* A piped stdin is read to EOF and appended to the prompt; under the PTY stdin
-  is a terminal and is left alone.
-* **It never exits when the model server is unreachable**: it loops on
-  ``{"type":"error","message":"Reconnecting... ..."}`` for minutes, whatever its
-  retry settings.  The reader notes when the loop started and, after
-  ``max_reconnect_seconds`` (default 120, ``SEQHARNESS_CODEX_MAX_RECONNECT``),
-  asks the session to stop the attempt (:attr:`CodexReader.stop_requested`).
-* HTTP 400/401/500 end in ``turn.failed`` with a message and exit 1.
-  Top-level ``error`` events are *not* all fatal (an unknown model slug gives
-  one and the turn still completes), so they fail the task only together with
-  ``turn.failed`` or a non-zero exit.
-* Usage limits arrive as error text: "You've hit your usage limit ... Try again
-  at 2:51 PM." (or "at Nov 30th, 2025 2:51 PM", or older "try again in 2 days
-  17 hours"), read only from ``turn.failed`` / error events of a failed run.
-* Dialogs: "Trust this folder?" / "Trust and continue" (Enter), only in the
-  interactive TUI inside a git repo; ``exec`` shows none.
-
-The final text is the last ``agent_message`` item.  Older versions name the
-item kind ``item_type`` instead of ``type``; both are read.
+"""OpenAI Codex CLI (``codex exec --json``): the profile that runs it headless
+without its sandbox, reads its JSONL events (last agent message, failed turns,
+usage limits) and stops an attempt stuck reconnecting to an unreachable server.
+The traps it handles: docs/session.md, "Profiles" > "codex".
 """
 
 from __future__ import annotations
@@ -40,8 +12,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, limit_from_text, one_line
-from seqharness.profiles.base import CliProfile, Dialog, JsonLineReader, LineReader, prompt_argument
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile, prompt_argument
+from seqharness.profiles.readers import Dialog, JsonLineReader, LineReader
 
 DIALOGS = (Dialog("codex: trust this folder", ("Trust this folder?", "Trust and continue"), b"\r"),)
 DEFAULT_MAX_RECONNECT = 120.0
@@ -78,8 +51,8 @@ class CodexReader(JsonLineReader):
             return
         if kind == "turn.failed":
             error = event.get("error")
-            message = error.get("message") if isinstance(error, dict) else error
-            self.turn_failed = str(message or "turn failed")[:4000]
+            failure = error.get("message") if isinstance(error, dict) else error
+            self.turn_failed = str(failure or "turn failed")[:4000]
             self.add_error(self.turn_failed)
             self.fatal = f"codex turn failed: {one_line(self.turn_failed, 300)}"
             return

@@ -1,35 +1,7 @@
-"""Gemini CLI (``gemini -o stream-json``).
-
-Command::
-
-    gemini --skip-trust --yolo -o stream-json [EXTRA] --prompt=PROMPT
-
-Traps this profile handles (measured with gemini-cli 0.61.0, see ``notes/agent-clis.md``):
-
-* **Untrusted folder**: headless in a folder it does not trust it exits **55**;
-  ``--skip-trust`` avoids it (``GEMINI_CLI_TRUST_WORKSPACE=true`` also would).
-* **Auth**: exit **41** ("Invalid auth method selected") when only environment
-  variables are set and ``GOOGLE_GEMINI_BASE_URL`` makes it pick the
-  "gateway" method; the fix is ``security.auth.selectedType = "gemini-api-key"``
-  in ``~/.gemini/settings.json``, which the failure reason says.
-* **Without ``--yolo``** headless mode does not even offer the writing tools.
-* **Exit code = HTTP status mod 256** on API errors: 400 → 144, 401 → 145,
-  429 → 173, 500 → 244.  Exit codes 144-255 are mapped back to the status
-  ("HTTP 401"); 173 is a usage limit.  The JSON error text goes to *stderr*,
-  which under the PTY arrives as non-event lines (the reader keeps the last
-  ones).
-* **The prompt is echoed** as a ``message`` event with ``role: "user"``; it
-  is never read as the agent's words.  Assistant text arrives as deltas
-  (``delta: true``) and is assembled; a tool call starts a new segment, and
-  the final text is the last segment that has text.
-* ``--prompt=TEXT`` (one argument, with ``=``) so a prompt starting with ``-``
-  is still the option's value.
-* Quota: ``RESOURCE_EXHAUSTED`` / 429, with "Please retry in 37s" or
-  ``retryDelay``; gemini retries and may fall back to another model by itself,
-  so a limit counts only when the run failed.
-* Dialogs (interactive first runs): "Do you trust the files in this folder?"
-  (Enter), the auth choice when an API key was detected (Enter), "Enter Gemini
-  API Key" with the key prefilled (Enter).
+"""Gemini CLI (``gemini -o stream-json``): the profile that runs it headless in
+``--yolo`` mode, assembles the agent's text from its streamed deltas and reads
+API errors from its exit code and stderr.  The traps it handles:
+docs/session.md, "Profiles" > "gemini".
 """
 
 from __future__ import annotations
@@ -39,15 +11,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, limit_from_text, one_line, parse_reset
-from seqharness.profiles.base import (
-    CliProfile,
-    Dialog,
-    JsonLineReader,
-    LineReader,
-    TextTail,
-    prompt_argument,
-)
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile, prompt_argument
+from seqharness.profiles.readers import Dialog, JsonLineReader, LineReader, TextTail
 
 DIALOGS = (
     Dialog("gemini: trust this folder", ("Do you trust the files in this folder?",), b"\r"),

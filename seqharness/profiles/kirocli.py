@@ -1,31 +1,7 @@
-"""Kiro CLI (``kiro-cli chat --no-interactive``).  **UNVERIFIED.**
-
-kiro-cli could not be installed on the machine this was built on, so this
-profile follows Kiro's documentation only (kiro.dev/docs/cli/headless,
-kiro.dev/docs/cli/reference/exit-codes) and has never run a real kiro-cli:
-
-    kiro-cli chat --no-interactive --trust-all-tools [EXTRA] PROMPT
-
-What the documentation says and this profile relies on:
-
-* ``--no-interactive`` with the prompt as a positional argument runs one
-  turn and exits; headless mode authenticates with ``KIRO_API_KEY`` in the
-  environment (set it yourself; seqharness does not manage keys).
-* ``--trust-all-tools`` approves every tool for the session (nobody is there
-  to answer "Allow this action? [y/n/t]").  If that prompt shows up anyway
-  it is answered once with ``t`` (trust for the session), Enter.
-* Output is a plain human transcript; there is no JSON event stream, so the
-  done/halt signal is read from the whole output with the session's echo
-  rules, as for any plain-text agent.
-* Exit codes: 0 success, 1 failure (auth, invalid arguments, operation
-  failed), 3 an MCP server failed to start (only with
-  ``--require-mcp-startup``).  "Kiro is having trouble responding right now"
-  is reported as an error even if the exit code were 0.
-* Usage limits are looked for only in the last lines of a failed run.
-
-Check this profile against a real kiro-cli before trusting it; a recording
-of its output in ``fixtures/streams/kiro-cli-*.txt`` would let the unit tests
-pin its behaviour.
+"""Kiro CLI (``kiro-cli chat --no-interactive``), **UNVERIFIED**: a profile
+written from Kiro's documentation only, never run against a real kiro-cli, that
+reads its plain-text output for the done/halt tag and known errors.  What it
+relies on: docs/session.md, "Profiles" > "kiro-cli".
 """
 
 from __future__ import annotations
@@ -36,8 +12,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, limit_from_text
-from seqharness.profiles.base import CliProfile, Dialog, LineReader, TextReader, prompt_argument
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile, prompt_argument
+from seqharness.profiles.readers import Dialog, LineReader, TextReader
 
 DIALOGS = (Dialog("kiro-cli: allow this action", ("Allow this action?", "[y/n/t]"), b"t\r"),)
 _TROUBLE_RE = re.compile(r"Kiro is having trouble responding", re.IGNORECASE)

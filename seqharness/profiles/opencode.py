@@ -1,38 +1,7 @@
-"""opencode (``opencode run --format json``).
-
-Command::
-
-    /bin/sh -c 'p=$1; shift; exec "$@" <"$p"' opencode-prompt PROMPT_FILE \
-        opencode run --format json --auto [EXTRA]
-
-Traps this profile handles (measured with opencode 1.18.33, see ``notes/agent-clis.md``):
-
-* **The prompt cannot go on the command line intact.**  ``opencode run`` joins
-  its message arguments with spaces and first wraps every argument that
-  *contains a space* in literal double quotes, escaping inner quotes
-  (``"\\"Create the file...\\""`` reached the model).  Splitting the prompt
-  into space-free words avoids that but hits the next trap: yargs turns every
-  word that looks like a number into a number (``1``, ``1.``, ``2e3``, ``-4``:
-  every numbered task line ``- [ ] 1. ...`` has one), and opencode then dies
-  with ``G.includes is not a function`` (exit 1, before any request).  The
-  prompt is therefore given on **stdin**, which opencode reads as the whole
-  message exactly when stdin is not a terminal: a tiny ``/bin/sh`` wrapper
-  (no text of the prompt or of the task ever reaches the shell: the file
-  name is ``$1`` and the command ``"$@"``) redirects stdin from the prompt
-  file and execs opencode, so stdout and stderr stay the PTY, the pid and
-  process group are opencode's, and there is no argv size limit.
-* ``--auto`` approves permissions that are not explicitly denied (``run``
-  already let ``bash`` run without it; the flag makes that explicit).
-* Failures are an ``{"type":"error","error":{"name":"APIError","data":{"message":
-  ...,"statusCode":401,...}}}`` event and exit 1; 500s are retried for ~75 s
-  first.  A 429 there is a usage limit; its ``Retry-After`` response header,
-  when opencode passes it on, gives the reset.
-* Tool failures (``tool_use`` with ``state.status == "error"``) go back to the
-  model and are not fatal.
-
-The final text is the text parts of the last step that produced text (a
-``text`` event carries a whole part, sent once when the part is complete).
-Token and cost figures come from ``step_finish`` parts.
+"""opencode (``opencode run --format json``): the profile that hands opencode the
+prompt on stdin (its command line mangles it), reads its JSON events (text
+parts, step costs, API errors) and judges the attempt.  The traps it handles:
+docs/session.md, "Profiles" > "opencode".
 """
 
 from __future__ import annotations
@@ -42,8 +11,9 @@ from typing import Any
 
 from seqharness.backends import BackendContext
 from seqharness.limits import Limit, detect_limit, one_line, parse_reset, parse_retry_after
-from seqharness.profiles.base import CliProfile, JsonLineReader, LineReader, TextTail
-from seqharness.session import AttemptResult
+from seqharness.outcome import AttemptResult
+from seqharness.profiles.base import CliProfile
+from seqharness.profiles.readers import JsonLineReader, LineReader, TextTail
 
 # The prompt goes to opencode's stdin from the prompt file; "$1" and "$@" are
 # never parsed as shell text, so nothing of the prompt can reach the shell.

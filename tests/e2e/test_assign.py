@@ -7,7 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import FAKE_AGENT, Project
+from repokit import FAKE_AGENT
+
+from seqharness.testing import SpecProject
 
 ASSIGNER = '''
 import json, os, re, sys, time
@@ -33,12 +35,12 @@ def _agents(tmp_path: Path) -> tuple[str, str]:
             f"cmd:{sys.executable} {b} --prompt-file {{prompt_file}}")
 
 
-def _which(project: Project) -> list[tuple[str, str]]:
+def _which(project: SpecProject) -> list[tuple[str, str]]:
     return [(c["task"], Path(c["argv"][0]).stem) for c in project.agent_calls()]
 
 
 def test_assign_backend_routes_by_type_and_asks_once_per_task_across_runs(
-        project: Project, tmp_path: Path) -> None:
+        project: SpecProject, tmp_path: Path) -> None:
     spec = project.spec("feature", """
         - [ ] 1. Build the API
         - [ ] 2. Design the landing page
@@ -65,7 +67,7 @@ def test_assign_backend_routes_by_type_and_asks_once_per_task_across_runs(
     assert len(log.read_text().splitlines()) == 2      # once per task, across both runs
 
 
-def test_failed_assignment_falls_back_to_the_default_backend(project: Project, tmp_path: Path) -> None:
+def test_failed_assignment_falls_back_to_the_default_backend(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", "- [ ] 1. Build the API\n")
     assigner = tmp_path / "assigner.py"
     assigner.write_text(textwrap.dedent(ASSIGNER))
@@ -77,7 +79,7 @@ def test_failed_assignment_falls_back_to_the_default_backend(project: Project, t
     assert project.state()["specs"]["feature"]["assignments"] == {}
 
 
-def test_routing_rules_from_the_ini_file(project: Project, tmp_path: Path) -> None:
+def test_routing_rules_from_the_ini_file(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. Build the API
         - [ ] 2. Design the landing page
@@ -96,7 +98,7 @@ def test_routing_rules_from_the_ini_file(project: Project, tmp_path: Path) -> No
     assert _which(project) == [("1", "agent_code"), ("2", "agent_ui"), ("3", "agent_ui")]
 
 
-def test_bad_routing_rule_is_a_usage_error(project: Project) -> None:
+def test_bad_routing_rule_is_a_usage_error(project: SpecProject) -> None:
     project.spec("feature", "- [ ] 1. One\n")
     (project.root / "pytest.ini").write_text("[pytest]\nseqharness_routes =\n    colour:red = x\n")
     res = project.run(".kiro/specs/feature")
@@ -104,11 +106,11 @@ def test_bad_routing_rule_is_a_usage_error(project: Project) -> None:
     assert "seqharness_routes: cannot read 'colour:red = x'" in res.output
 
 
-def test_assignment_hook_in_conftest(project: Project, tmp_path: Path) -> None:
+def test_assignment_hook_in_conftest(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", "- [ ] 1. Build the API\n- [ ] 2. Second\n")
     code, ui = _agents(tmp_path)
     (project.root / "conftest.py").write_text(textwrap.dedent(f"""
-        def pytest_seqharness_assign_backend(unit, spec_name):
+        def pytest_seqharness_choose_backend(unit, spec):
             if unit.name == "2":
                 return {ui!r}
             return None

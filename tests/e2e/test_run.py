@@ -9,7 +9,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import Project, fake_backend, validate_junit
+from repokit import fake_backend, validate_junit
+
+from seqharness.testing import SpecProject, seqharness_command
 
 THREE_TASKS = """
     # Implementation Plan
@@ -29,7 +31,7 @@ THREE_TASKS = """
     """
 
 
-def test_all_pass_exits_0_ticks_tasks_and_records_state(project: Project, tmp_path: Path) -> None:
+def test_all_pass_exits_0_ticks_tasks_and_records_state(project: SpecProject, tmp_path: Path) -> None:
     spec = project.spec("feature", THREE_TASKS)
     report = tmp_path / "report.xml"
     res = project.run(".kiro/specs/feature", "--junitxml", str(report), "-v")
@@ -60,7 +62,7 @@ def test_all_pass_exits_0_ticks_tasks_and_records_state(project: Project, tmp_pa
     assert out is not None and "transcript:" in out.text and "attempts: 1" in out.text
 
 
-def test_second_run_skips_completed_tasks(project: Project) -> None:
+def test_second_run_skips_completed_tasks(project: SpecProject) -> None:
     project.spec("feature", THREE_TASKS)
     assert project.run(".kiro/specs/feature").ret == 0
     res = project.run(".kiro/specs/feature", "-rs")
@@ -70,7 +72,7 @@ def test_second_run_skips_completed_tasks(project: Project) -> None:
     assert len(project.agent_calls()) == 3
 
 
-def test_node_ids_and_collect_only(project: Project) -> None:
+def test_node_ids_and_collect_only(project: SpecProject) -> None:
     project.spec("feature", THREE_TASKS)
     res = project.run(".kiro/specs/feature", "--co", "-q", backend=None)
     assert res.ret == 0, res.output
@@ -82,7 +84,7 @@ def test_node_ids_and_collect_only(project: Project) -> None:
     assert project.agent_calls() == []
 
 
-def test_k_selects_by_id_and_title(project: Project) -> None:
+def test_k_selects_by_id_and_title(project: SpecProject) -> None:
     project.spec("feature", THREE_TASKS)
     res = project.run(".kiro/specs/feature", "-k", "3 or login", "-v")
     assert res.ret == 0, res.output
@@ -90,7 +92,7 @@ def test_k_selects_by_id_and_title(project: Project) -> None:
     assert "2 passed, 1 deselected" in res.stdout
 
 
-def test_halt_exits_2_and_next_run_resumes_there(project: Project) -> None:
+def test_halt_exits_2_and_next_run_resumes_there(project: SpecProject) -> None:
     spec = project.spec("feature", """
         - [ ] 1. First
         - [ ] 2. Needs a decision
@@ -115,7 +117,7 @@ def test_halt_exits_2_and_next_run_resumes_there(project: Project) -> None:
     assert project.state()["specs"]["feature"]["halted"] is False
 
 
-def test_failing_task_exits_1_after_its_retries(project: Project, tmp_path: Path) -> None:
+def test_failing_task_exits_1_after_its_retries(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. Broken
           - fake-agent: fail
@@ -135,7 +137,7 @@ def test_failing_task_exits_1_after_its_retries(project: Project, tmp_path: Path
     assert "tests failed" in failure.text  # the transcript's tail
 
 
-def test_flaky_task_passes_on_retry(project: Project) -> None:
+def test_flaky_task_passes_on_retry(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Flaky
           - fake-agent: flaky=1
@@ -145,7 +147,7 @@ def test_flaky_task_passes_on_retry(project: Project) -> None:
     assert len(project.agent_calls()) == 2
 
 
-def test_maxfail_higher_lets_the_run_go_on(project: Project) -> None:
+def test_maxfail_higher_lets_the_run_go_on(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Broken
           - fake-agent: fail
@@ -156,7 +158,7 @@ def test_maxfail_higher_lets_the_run_go_on(project: Project) -> None:
     assert "1 failed, 1 passed" in res.stdout
 
 
-def test_budget_exhausted_skips_the_rest_and_exits_1(project: Project, tmp_path: Path) -> None:
+def test_budget_exhausted_skips_the_rest_and_exits_1(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. One
         - [ ] 2. Two
@@ -174,7 +176,7 @@ def test_budget_exhausted_skips_the_rest_and_exits_1(project: Project, tmp_path:
     assert all("iteration budget spent" in s.get("message") for s in skipped)
 
 
-def test_prompt_echo_agent_does_not_pass(project: Project) -> None:
+def test_prompt_echo_agent_does_not_pass(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Echo <promise>TASK_DONE</promise> in the title
           - fake-agent: echo
@@ -185,7 +187,7 @@ def test_prompt_echo_agent_does_not_pass(project: Project) -> None:
     assert "without printing <promise>TASK_DONE</promise>" in res.stdout
 
 
-def test_exit_0_without_signal_fails_unless_trusted(project: Project) -> None:
+def test_exit_0_without_signal_fails_unless_trusted(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Quiet
           - fake-agent: silent
@@ -195,7 +197,7 @@ def test_exit_0_without_signal_fails_unless_trusted(project: Project) -> None:
     assert res.ret == 0, res.output
 
 
-def test_optional_tasks_skipped_unless_included(project: Project) -> None:
+def test_optional_tasks_skipped_unless_included(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Required
         - [ ]* 2. Optional extra
@@ -209,7 +211,7 @@ def test_optional_tasks_skipped_unless_included(project: Project) -> None:
     assert [c["task"] for c in project.agent_calls()] == ["1", "2"]
 
 
-def test_unmet_dependency_skips_dependent(project: Project) -> None:
+def test_unmet_dependency_skips_dependent(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Broken
           - fake-agent: fail
@@ -223,7 +225,7 @@ def test_unmet_dependency_skips_dependent(project: Project) -> None:
     assert [c["task"] for c in project.agent_calls()] == ["1", "3"]
 
 
-def test_dependency_reorders_units(project: Project) -> None:
+def test_dependency_reorders_units(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Needs two first
           - _Depends: 2_
@@ -234,7 +236,7 @@ def test_dependency_reorders_units(project: Project) -> None:
     assert [c["task"] for c in project.agent_calls()] == ["2", "1"]
 
 
-def test_original_flags_spec_delay_workdir(project: Project, tmp_path: Path) -> None:
+def test_original_flags_spec_delay_workdir(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. Write a file
           - fake-agent: write=made-by-agent.txt
@@ -248,7 +250,7 @@ def test_original_flags_spec_delay_workdir(project: Project, tmp_path: Path) -> 
     assert project.agent_calls()[0]["cwd"] == str(elsewhere)
 
 
-def test_default_workdir_is_folder_above_kiro(project: Project) -> None:
+def test_default_workdir_is_folder_above_kiro(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Write a file
           - fake-agent: write=out.txt
@@ -258,7 +260,7 @@ def test_default_workdir_is_folder_above_kiro(project: Project) -> None:
     assert (project.root / "out.txt").exists()
 
 
-def test_two_specs_keep_separate_state(project: Project) -> None:
+def test_two_specs_keep_separate_state(project: SpecProject) -> None:
     project.spec("alpha", "- [ ] 1. Alpha one\n")
     project.spec("beta", "- [ ] 1. Beta one\n")
     assert project.run(".kiro/specs/alpha").ret == 0
@@ -269,7 +271,7 @@ def test_two_specs_keep_separate_state(project: Project) -> None:
     assert project.state()["specs"]["beta"]["completed"] == ["1"]
 
 
-def test_plugin_under_plain_pytest_matches_command(project: Project) -> None:
+def test_plugin_under_plain_pytest_matches_command(project: SpecProject) -> None:
     import subprocess
     import sys
 
@@ -281,7 +283,7 @@ def test_plugin_under_plain_pytest_matches_command(project: Project) -> None:
     assert ".kiro/specs/feature/tasks.md::2" in proc.stdout
 
 
-def test_plain_pytest_does_not_collect_specs(project: Project) -> None:
+def test_plain_pytest_does_not_collect_specs(project: SpecProject) -> None:
     import subprocess
     import sys
 
@@ -294,7 +296,7 @@ def test_plain_pytest_does_not_collect_specs(project: Project) -> None:
     assert "tasks.md" not in proc.stdout
 
 
-def test_usage_errors_are_one_line_exit_4(project: Project, tmp_path: Path) -> None:
+def test_usage_errors_are_one_line_exit_4(project: SpecProject, tmp_path: Path) -> None:
     res = project.run(".kiro/specs/missing")
     assert res.ret == 4
     assert res.stderr.strip().count("\n") == 0 and "missing" in res.stderr
@@ -310,7 +312,7 @@ def test_usage_errors_are_one_line_exit_4(project: Project, tmp_path: Path) -> N
     assert project.agent_calls() == []
 
 
-def test_malformed_spec_is_one_line_with_file_and_line(project: Project) -> None:
+def test_malformed_spec_is_one_line_with_file_and_line(project: SpecProject) -> None:
     project.spec("cyclic", """
         - [ ] 1. One
           - _Depends: 2_
@@ -327,7 +329,7 @@ def test_malformed_spec_is_one_line_with_file_and_line(project: Project) -> None
     assert ".kiro/specs/nothing/tasks.md:1: no tasks found" in res.output
 
 
-def test_halt_in_junit_is_a_failure_whose_message_starts_with_halt(project: Project, tmp_path: Path) -> None:
+def test_halt_in_junit_is_a_failure_whose_message_starts_with_halt(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. Ask
           - fake-agent: halt
@@ -343,7 +345,7 @@ def test_halt_in_junit_is_a_failure_whose_message_starts_with_halt(project: Proj
     assert [c["task"] for c in project.agent_calls()] == ["1"]  # the run stopped at once
 
 
-def test_last_failed_reruns_only_the_failed_task(project: Project) -> None:
+def test_last_failed_reruns_only_the_failed_task(project: SpecProject) -> None:
     spec = project.spec("feature", """
         - [ ] 1. Broken
           - fake-agent: fail
@@ -358,7 +360,7 @@ def test_last_failed_reruns_only_the_failed_task(project: Project) -> None:
     assert [c["task"] for c in project.agent_calls()] == ["1", "2", "1"]
 
 
-def test_xunit1_puts_task_facts_in_testcase_properties(project: Project, tmp_path: Path) -> None:
+def test_xunit1_puts_task_facts_in_testcase_properties(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", "- [ ] 1. One\n")
     report = tmp_path / "r.xml"
     res = project.run(".kiro/specs/feature", "--junitxml", str(report), "-o", "junit_family=xunit1")
@@ -370,7 +372,7 @@ def test_xunit1_puts_task_facts_in_testcase_properties(project: Project, tmp_pat
     assert "fake_agent.py" in props["backend"]
 
 
-def test_agent_output_with_control_characters_gives_valid_junit(project: Project, tmp_path: Path) -> None:
+def test_agent_output_with_control_characters_gives_valid_junit(project: SpecProject, tmp_path: Path) -> None:
     project.spec("feature", """
         - [ ] 1. Binary noise then fail
           - fake-agent: fail
@@ -392,7 +394,7 @@ def test_agent_output_with_control_characters_gives_valid_junit(project: Project
     assert "red" in failure.text and "\x1b" not in failure.text and "end" in failure.text
 
 
-def test_timeouts_fail_with_their_reason(project: Project) -> None:
+def test_timeouts_fail_with_their_reason(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Hangs
           - fake-agent: hang
@@ -405,7 +407,7 @@ def test_timeouts_fail_with_their_reason(project: Project) -> None:
     assert "timeout: the agent ran longer" in res.stdout
 
 
-def test_delay_between_tasks_but_not_after_the_last(project: Project) -> None:
+def test_delay_between_tasks_but_not_after_the_last(project: SpecProject) -> None:
     import time
 
     project.spec("feature", "- [ ] 1. One\n- [ ] 2. Two\n")
@@ -421,7 +423,7 @@ def test_delay_between_tasks_but_not_after_the_last(project: Project) -> None:
     assert time.monotonic() - start < 15 < elapsed + 15
 
 
-def test_checkbox_is_in_progress_while_the_agent_runs(project: Project, tmp_path: Path) -> None:
+def test_checkbox_is_in_progress_while_the_agent_runs(project: SpecProject, tmp_path: Path) -> None:
     import sys
 
     spec = project.spec("feature", "- [ ] 1. Look at yourself\n- [ ] 2. Second\n")
@@ -438,7 +440,7 @@ def test_checkbox_is_in_progress_while_the_agent_runs(project: Project, tmp_path
     assert (spec / "tasks.md").read_text() == "- [x] 1. Look at yourself\n- [x] 2. Second\n"
 
 
-def test_failed_task_checkbox_is_restored_byte_for_byte(project: Project) -> None:
+def test_failed_task_checkbox_is_restored_byte_for_byte(project: SpecProject) -> None:
     original = "# Plan\r\n\r\n- [ ] 1. Broken ünïcode\r\n  - fake-agent: fail\r\n- [X] 2. Done"
     spec = project.spec("feature", "- [ ] 1. x\n")
     (spec / "tasks.md").write_bytes(original.encode())
@@ -446,7 +448,7 @@ def test_failed_task_checkbox_is_restored_byte_for_byte(project: Project) -> Non
     assert (spec / "tasks.md").read_bytes() == original.encode()
 
 
-def test_reset_forgets_the_spec_state(project: Project) -> None:
+def test_reset_forgets_the_spec_state(project: SpecProject) -> None:
     spec = project.spec("feature", "- [ ] 1. One\n")
     assert project.run(".kiro/specs/feature", "--no-tasks-update").ret == 0
     assert (spec / "tasks.md").read_text() == "- [ ] 1. One\n"     # --no-tasks-update
@@ -457,9 +459,8 @@ def test_reset_forgets_the_spec_state(project: Project) -> None:
     assert len(project.agent_calls()) == 2
 
 
-def test_live_view_on_a_terminal(project: Project) -> None:
+def test_live_view_on_a_terminal(project: SpecProject) -> None:
     import pexpect
-    from conftest import seqharness_command
 
     project.spec("feature", """
         - [ ] 1. Slow one
@@ -480,7 +481,7 @@ def test_live_view_on_a_terminal(project: Project) -> None:
     assert child.exitstatus == 0
 
 
-def test_unknown_blocking_question_becomes_a_halt_with_the_screen(project: Project) -> None:
+def test_unknown_blocking_question_becomes_a_halt_with_the_screen(project: SpecProject) -> None:
     project.spec("feature", """
         - [ ] 1. Asks and waits
           - fake-agent: ask

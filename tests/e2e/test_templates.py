@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from conftest import FAKE_AGENT, REPO, Project
+from repokit import FAKE_AGENT, REPO
+
+from seqharness.testing import SpecProject
 
 TEMPLATES = REPO / "conftest_templates"
 
 
-def _install(project: Project, name: str, replacements: dict[str, str]) -> None:
+def _install(project: SpecProject, name: str, replacements: dict[str, str]) -> None:
     text = (TEMPLATES / name).read_text()
     for old, new in replacements.items():
         assert old in text, f"{name} no longer contains {old!r}"
@@ -18,7 +20,7 @@ def _install(project: Project, name: str, replacements: dict[str, str]) -> None:
     (project.root / "conftest.py").write_text(text)
 
 
-def test_custom_backend_template(project: Project, tmp_path: Path) -> None:
+def test_custom_backend_template(project: SpecProject, tmp_path: Path) -> None:
     wrapper = tmp_path / "my-agent"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_AGENT} \"$@\"\n")
     wrapper.chmod(0o755)
@@ -32,7 +34,7 @@ def test_custom_backend_template(project: Project, tmp_path: Path) -> None:
     assert project.agent_calls()[0]["task"] == "1"
 
 
-def test_route_tasks_template(project: Project, tmp_path: Path) -> None:
+def test_route_tasks_template(project: SpecProject, tmp_path: Path) -> None:
     ui_agent = tmp_path / "ui_agent.py"
     ui_agent.write_text(FAKE_AGENT.read_text())
     project.spec("feature", "- [ ] 1. Build the API\n- [ ] 2. Style the login page\n")
@@ -44,7 +46,7 @@ def test_route_tasks_template(project: Project, tmp_path: Path) -> None:
     assert [Path(c["argv"][0]).name for c in project.agent_calls()] == ["fake_agent.py", "ui_agent.py"]
 
 
-def test_team_prompt_template(project: Project) -> None:
+def test_team_prompt_template(project: SpecProject) -> None:
     spec = project.spec("feature", "- [ ] 1. One\n")
     _install(project, "team_prompt.py", {})
     res = project.run(".kiro/specs/feature")

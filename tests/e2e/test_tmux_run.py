@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import Project, validate_junit
+from repokit import validate_junit
+
+from seqharness.testing import SpecProject
 
 
-def _windows(project: Project, session: str) -> list[str]:
+def _windows(project: SpecProject, session: str) -> list[str]:
     out = project.tmux("list-windows", "-t", f"={session}", "-F", "#{window_name}")
     return [line for line in out.splitlines() if line]
 
 
-def test_each_attempt_gets_a_task_window_with_live_output(tmux_project: Project, tmp_path: Path) -> None:
+def test_each_attempt_gets_a_task_window_with_live_output(tmux_project: SpecProject, tmp_path: Path) -> None:
     tmux_project.spec("demo", """
         - [ ] 1. Set up
         - [ ] 2. Build it
@@ -42,7 +44,7 @@ def test_each_attempt_gets_a_task_window_with_live_output(tmux_project: Project,
     validate_junit(report)
 
 
-def test_missing_tmux_is_said_once_and_run_goes_on(tmux_project: Project, tmp_path: Path) -> None:
+def test_missing_tmux_is_said_once_and_run_goes_on(tmux_project: SpecProject, tmp_path: Path) -> None:
     tmux_project.spec("demo", "- [ ] 1. One\n- [ ] 2. Two\n")
     bindir = tmp_path / "bin"
     bindir.mkdir()

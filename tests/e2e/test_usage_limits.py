@@ -15,11 +15,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import Project, seqharness_command
+from seqharness.testing import SpecProject, seqharness_command
 
 CONFTEST = '''
 import re, time
-from seqharness.backends import CommandBackend, register_backend
+from seqharness.backends import CommandBackend
 from seqharness.outcome import LIMITED, Outcome
 
 class LimitAware(CommandBackend):
@@ -30,7 +30,8 @@ class LimitAware(CommandBackend):
             return Outcome(LIMITED, "usage limit reached", resume_at=float(match.group(1)))
         return super().interpret(result, reader, trust_exit_code=trust_exit_code)
 
-register_backend("limitaware", LimitAware)
+def pytest_seqharness_add_backends(backends):
+    backends.add("limitaware", LimitAware)
 '''
 
 AGENT = '''
@@ -46,7 +47,7 @@ print("<promise>TASK_DONE</promise>")
 '''
 
 
-def _setup(project: Project, tmp_path: Path, reset_in: float) -> str:
+def _setup(project: SpecProject, tmp_path: Path, reset_in: float) -> str:
     project.spec("feature", "- [ ] 1. Limited\n- [ ] 2. After\n")
     (project.root / "conftest.py").write_text(textwrap.dedent(CONFTEST))
     agent = tmp_path / "agent.py"
@@ -61,7 +62,7 @@ def _calls(tmp_path: Path) -> list[float]:
 
 
 def test_usage_limit_waits_for_reset_then_passes_without_spending_an_iteration(
-        project: Project, tmp_path: Path) -> None:
+        project: SpecProject, tmp_path: Path) -> None:
     backend = _setup(project, tmp_path, reset_in=2.0)
     res = project.run(".kiro/specs/feature", "--max-iterations", "2", backend=backend)
     assert res.ret == 0, res.output
@@ -74,7 +75,7 @@ def test_usage_limit_waits_for_reset_then_passes_without_spending_an_iteration(
     assert project.state()["specs"]["feature"]["paused_until"] is None
 
 
-def test_restart_during_the_wait_keeps_waiting_for_the_same_reset(project: Project, tmp_path: Path) -> None:
+def test_restart_during_the_wait_keeps_waiting_for_the_same_reset(project: SpecProject, tmp_path: Path) -> None:
     backend = _setup(project, tmp_path, reset_in=4.0)
     argv = [*seqharness_command(), ".kiro/specs/feature", "--backend", backend]
     first = subprocess.Popen(argv, cwd=project.root, env=project.env, stdin=subprocess.DEVNULL,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import SCHEMA, _base_env, fake_backend, seqharness_command  # tests/conftest.py
+from repokit import SCHEMA, fake_agent_env, fake_backend  # tests/repokit.py
 
-from seqharness.taskfile import parse
+from seqharness.taskscan import parse
+from seqharness.testing import kill_tmux_server, seqharness_command
 
 CHECKBOX_CHARS = b" x-"
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "INTERNALERROR")
@@ -141,7 +141,7 @@ class FaultProject:
 def new_project(tmp_path: Path, *, tmux: bool = False) -> FaultProject:
     root = tmp_path / "repo"
     root.mkdir(parents=True)
-    env = _base_env(tmp_path)
+    env = fake_agent_env(tmp_path)
     mark = uuid.uuid4().hex
     env["FAULT_MARK"] = mark
     socket = None
@@ -156,13 +156,8 @@ def new_project(tmp_path: Path, *, tmux: bool = False) -> FaultProject:
 def kill_tmux(project: FaultProject) -> None:
     """Kill the test's private tmux server and remove its socket file (tmux 3.3
     leaves it behind on kill-server)."""
-    if project.tmux_socket and shutil.which("tmux"):
-        subprocess.run(["tmux", "-L", project.tmux_socket, "kill-server"], capture_output=True, timeout=10)
-        folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
-        try:
-            (folder / project.tmux_socket).unlink()
-        except OSError:
-            pass
+    if project.tmux_socket:
+        kill_tmux_server(project.tmux_socket, project.env)
 
 
 # ---------------------------------------------------------------------- checks

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import fake_backend  # tests/conftest.py
+from repokit import fake_backend  # fixtures/fake_agent.py as a --backend
 
 from .faultkit import (
     FaultProject,
@@ -81,7 +81,7 @@ RANDOM_KILLS = int(os.environ.get("FAULT_RANDOM_KILLS") or 8)
 
 
 def _expected_done(original: bytes) -> bytes:
-    from seqharness.taskfile import parse
+    from seqharness.taskscan import parse
 
     data = bytearray(original)
     for task in parse(original).tasks:
@@ -286,10 +286,31 @@ def test_agent_killed_before_it_was_recorded_is_found_by_the_pre_recorded_token(
     stats.orphans_reaped += 1
 
 
+def test_assignment_agent_of_a_killed_run_is_ended_by_the_next_run(fproject: FaultProject, stats: Stats) -> None:
+    """``--assign-backend`` starts its agent the way a task attempt does, with the
+    run's token in its environment: a harness killed while it classifies a task
+    leaves nothing behind that the next run cannot end."""
+    fproject.spec("feature", "- [ ] 1. Long tool call\n- [ ] 2. Next\n")
+    assigner = fake_backend().replace("cmd:", "cmd:env FAKE_AGENT_BEHAVIOUR=survivor=60 ", 1)
+    proc = fproject.start(".kiro/specs/feature", "--assign-backend", assigner,
+                          env={"SEQHARNESS_FAULT": "assign-started@1=sleep:60"})
+    agent = _kill_harness_when(fproject, proc, fproject.agent_calls, settle=0.3)
+    entry = fproject.spec_state("feature")
+    environ = Path(f"/proc/{agent}/environ").read_bytes().split(b"\0")
+    assert f"SEQHARNESS_AGENT_TOKEN={entry['next_token']}".encode() in environ
+    res = fproject.run(".kiro/specs/feature")
+    assert res.ret == 0, res.output
+    assert f"killed just after starting an agent; ended its leftover agent process(es): {agent}" in res.stdout
+    assert wait_until(lambda: not marked_processes(fproject.mark), 3)
+    assert [c["task"] for c in fproject.agent_calls()][1:] == ["1", "2"]
+    stats.kill_points.add("assign-started")
+    stats.orphans_reaped += 1
+
+
 # The seqharness command on a system where /proc cannot be used (no procfs, or
 # one of another pid namespace): session._proc_usable() answers False.
 _NO_PROC_SEQHARNESS = (
-    "import sys, seqharness.session as s; s._PROC_USABLE = False; "
+    "import sys, seqharness.processes as s; s._PROC_USABLE = False; "
     "from seqharness.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from realcli_conftest import (  # this folder's conftest.py (see there)
+from realcli_kit import (  # this folder's helpers (not a package: on sys.path)
     PINNED,
     SERVER_SCRIPT,
     TIMINGS,

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from realcli_conftest import (  # this folder's conftest.py (see there)
+from realcli_kit import (  # this folder's helpers (not a package: on sys.path)
     API_KEY,
     MODEL_CHAT,
     CliHome,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,8 +22,8 @@ T = NOW.timestamp()
 H = 3600.0
 
 
-def at(*args: int, tz: object = UTC) -> float:
-    return datetime(*args, tzinfo=tz).timestamp()  # type: ignore[arg-type]
+def at(year: int, month: int, day: int, hour: int, minute: int, tz: tzinfo = UTC) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=tz).timestamp()
 
 
 # --------------------------------------------------------------------------- relative

@@ -19,29 +19,26 @@ from typing import Any
 
 import pytest
 
-from seqharness.backends import BackendContext, BackendError, resolve_backend
-from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, Outcome
+from seqharness.backends import BackendContext, BackendError, builtin_registry
+from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, PASSED, AttemptResult, Outcome
 from seqharness.profiles import (
     BUILTIN_NAMES,
     builtin_classes,
-    register_builtin_profiles,
 )
 from seqharness.profiles.aider import AiderBackend, AiderReader
-from seqharness.profiles.base import (
-    ARGV_PROMPT_LIMIT,
-    FINAL_TEXT_CHARS,
-    MAX_LINE,
-    NOISE_LINES,
-    CliProfile,
-    LineReader,
-    TextTail,
-)
+from seqharness.profiles.base import ARGV_PROMPT_LIMIT, CliProfile
 from seqharness.profiles.claude import ClaudeBackend
 from seqharness.profiles.codex import CodexBackend, CodexReader
 from seqharness.profiles.gemini import GeminiBackend, http_status
 from seqharness.profiles.kirocli import KiroCliBackend
 from seqharness.profiles.opencode import OpencodeBackend
-from seqharness.session import AttemptResult
+from seqharness.profiles.readers import (
+    FINAL_TEXT_CHARS,
+    MAX_LINE,
+    NOISE_LINES,
+    LineReader,
+    TextTail,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = ROOT / "fixtures" / "streams"
@@ -122,49 +119,39 @@ def claude() -> ClaudeBackend:
 
 
 # --------------------------------------------------------------------------- registry
-@pytest.fixture
-def registry() -> Iterator[dict[str, Any]]:
-    """The backend registry, restored afterwards (other tests see it unchanged)."""
-    from seqharness import backends
-
-    saved = dict(backends._REGISTRY)
-    try:
-        yield backends._REGISTRY
-    finally:
-        backends._REGISTRY.clear()
-        backends._REGISTRY.update(saved)
-
-
-def test_register_builtin_profiles_makes_every_name_resolvable(registry: dict[str, Any]) -> None:
-    register_builtin_profiles()
-    register_builtin_profiles()  # idempotent
+def test_builtin_registry_makes_every_name_resolvable() -> None:
+    registry = builtin_registry()
     classes = builtin_classes()
     assert sorted(classes) == sorted(BUILTIN_NAMES)
+    assert set(registry.names()) == {"cmd", *BUILTIN_NAMES}
     for name in BUILTIN_NAMES:
-        backend = resolve_backend(name)
+        backend = registry.resolve(name)
         assert type(backend) is classes[name]
         assert backend.describe() == name
-    assert resolve_backend("claude:--model sonnet").describe() == "claude:--model sonnet"
+    assert registry.resolve("claude:--model sonnet").describe() == "claude:--model sonnet"
+    assert registry.resolve("claude") is registry.resolve("claude")  # built once per run
+    with pytest.raises(BackendError, match="unknown backend 'nope'"):
+        registry.resolve("nope")
 
 
-def test_a_conftest_registration_replaces_a_builtin(registry: dict[str, Any]) -> None:
-    from seqharness.backends import register_backend
-
-    register_backend("codex", lambda rest: ClaudeBackend(rest))
-    register_builtin_profiles()  # must not undo the user's choice
-    assert isinstance(resolve_backend("codex"), ClaudeBackend)
+def test_a_later_add_replaces_a_builtin() -> None:
+    registry = builtin_registry()
+    registry.resolve("codex")
+    registry.add("codex", lambda rest: ClaudeBackend(rest))
+    assert isinstance(registry.resolve("codex"), ClaudeBackend)
 
 
 def test_registration_imports_no_profile_module() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from seqharness.profiles import register_builtin_profiles; register_builtin_profiles(); "
+    code = ("import sys; from seqharness.backends import builtin_registry; builtin_registry(); "
             "print(sorted(m for m in sys.modules if m.startswith('seqharness.profiles.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
     # and any profile module may be imported first (no import cycle with seqharness.backends)
-    for module in ("seqharness.profiles.claude", "seqharness.profiles.kirocli", "seqharness.profiles.base"):
+    for module in ("seqharness.profiles.claude", "seqharness.profiles.kirocli", "seqharness.profiles.base",
+                   "seqharness.profiles.readers"):
         subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=ROOT)
 
 
@@ -258,7 +245,7 @@ def test_kiro_argv() -> None:
     assert KiroCliBackend("", environ=ENV).invocation(make_ctx("-x")).argv[-2:] == ["--", "-x"]
 
 
-def test_opencode_reads_the_prompt_from_the_prompt_file_on_stdin(tmp_path) -> None:
+def test_opencode_reads_the_prompt_from_the_prompt_file_on_stdin(tmp_path: Path) -> None:
     """opencode quotes argv words with spaces and turns numeric words ("1.") into
     numbers (and crashes): the prompt goes to its stdin from the prompt file."""
     inv = OpencodeBackend("--model m/x", environ=ENV).invocation(make_ctx(PROMPT))

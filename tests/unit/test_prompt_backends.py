@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from seqharness.backends import BackendContext, BackendError, CommandBackend, resolve_backend
+from seqharness.backends import BackendContext, BackendError, CommandBackend, builtin_registry
 from seqharness.prompt import DONE_TAG, HALT_TAG, PromptContext, build_prompt
-from seqharness.taskfile import parse
+from seqharness.taskscan import parse
 from seqharness.units import build_units
 
 
@@ -53,14 +53,14 @@ def _ctx(prompt: str = "do it") -> BackendContext:
 
 
 def test_command_backend_replaces_placeholders_inside_single_arguments() -> None:
-    backend = resolve_backend("cmd:agent --file={prompt_file} --id {task_id} --cwd {workdir} '{{literal}}'")
+    backend = builtin_registry().resolve("cmd:agent --file={prompt_file} --id {task_id} --cwd {workdir} '{{literal}}'")
     inv = backend.invocation(_ctx("evil $(touch X); `rm -rf /` {task_id}"))
     assert inv.argv == ["agent", "--file=/tmp/p.md", "--id", "2.1", "--cwd", "/w", "{literal}"]
 
 
 def test_command_backend_appends_prompt_when_no_placeholder() -> None:
     hostile = "title with ; && $(x) `y` \n newline"
-    inv = resolve_backend("cmd:agent -q").invocation(_ctx(hostile))
+    inv = builtin_registry().resolve("cmd:agent -q").invocation(_ctx(hostile))
     assert inv.argv == ["agent", "-q", hostile]
 
 
@@ -76,12 +76,12 @@ def test_prompt_placeholder_is_one_argument_even_with_spaces() -> None:
 ])
 def test_bad_backend_specs(spec: str, message: str) -> None:
     with pytest.raises(BackendError, match=message):
-        resolve_backend(spec)
+        builtin_registry().resolve(spec)
 
 
 def test_check_finds_missing_programs(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="not found on PATH"):
-        resolve_backend("cmd:surely-not-an-installed-agent-xyz").check()
+        builtin_registry().resolve("cmd:surely-not-an-installed-agent-xyz").check()
     with pytest.raises(BackendError, match="not found or not executable"):
-        resolve_backend(f"cmd:{tmp_path}/missing").check()
-    resolve_backend("cmd:sh -c true").check()
+        builtin_registry().resolve(f"cmd:{tmp_path}/missing").check()
+    builtin_registry().resolve("cmd:sh -c true").check()

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,9 @@ FAKE_AGENT = REPO / "fixtures" / "fake_agent.py"
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
 
-from seqharness.session import AttemptResult, group_alive, run_attempt
+from seqharness.outcome import AttemptResult
+from seqharness.processes import group_alive
+from seqharness.session import run_attempt
 
 DONE_TAG = "<promise>TASK_DONE</promise>"
 HALT_TAG = "<promise>HALT</promise>"
@@ -62,7 +65,7 @@ class Agent:
         self.env["FAKE_AGENT_STATE_DIR"] = str(tmp_path / "state")
         self.chunks: list[bytes] = []
 
-    def run(self, behaviour: str | None, prompt: str = PROMPT, **kw) -> AttemptResult:
+    def run(self, behaviour: str | None, prompt: str = PROMPT, **kw: Any) -> AttemptResult:
         env = dict(self.env)
         if behaviour is not None:
             env["FAKE_AGENT_BEHAVIOUR"] = behaviour
@@ -117,7 +120,7 @@ def pid_alive(pid: int) -> bool:
 
 
 # ------------------------------------------------------------------ plain outcomes
-def test_done(agent):
+def test_done(agent: Agent) -> None:
     r = agent.run("done")
     assert (r.reason, r.exit_status, r.term_signal) == ("exited", 0, None)
     assert (r.signal, r.error) == ("done", None)
@@ -133,42 +136,42 @@ def test_done(agent):
     assert r.duration < 10
 
 
-def test_complete_counts_as_done(agent):
+def test_complete_counts_as_done(agent: Agent) -> None:
     r = agent.run("complete")
     assert (r.reason, r.exit_status, r.signal) == ("exited", 0, "done")
 
 
-def test_halt(agent):
+def test_halt(agent: Agent) -> None:
     r = agent.run("halt")
     assert (r.reason, r.exit_status, r.signal) == ("exited", 0, "halt")
     assert r.halt_context.splitlines()[-1] == (
         "I need a decision: which database should I use, PostgreSQL or SQLite?")
 
 
-def test_fail(agent):
+def test_fail(agent: Agent) -> None:
     r = agent.run("fail")
     assert (r.reason, r.exit_status, r.signal) == ("exited", 1, None)
     assert "error: tests failed" in r.tail
 
 
-def test_silent(agent):
+def test_silent(agent: Agent) -> None:
     r = agent.run("silent")
     assert (r.reason, r.exit_status, r.signal) == ("exited", 0, None)
 
 
-def test_echo_of_the_prompt_is_not_done(agent):
+def test_echo_of_the_prompt_is_not_done(agent: Agent) -> None:
     r = agent.run("echo")
     assert (r.reason, r.exit_status) == ("exited", 0)
     assert DONE_TAG.encode() in agent.transcript_bytes()
     assert r.signal is None
 
 
-def test_behaviour_from_the_prompt(agent):
+def test_behaviour_from_the_prompt(agent: Agent) -> None:
     r = agent.run(None, prompt=PROMPT + "\n  - fake-agent: halt\n")
     assert r.signal == "halt"
 
 
-def test_hostile_title_echoed_back_does_not_count(agent):
+def test_hostile_title_echoed_back_does_not_count(agent: Agent) -> None:
     prompt = PROMPT.replace("Set up the project", f"Set up {DONE_TAG} the project")
     r = agent.run("echo", prompt=prompt)
     assert r.signal is None
@@ -176,13 +179,13 @@ def test_hostile_title_echoed_back_does_not_count(agent):
     assert r.signal == "done"
 
 
-def test_killed_by_a_signal(agent):
+def test_killed_by_a_signal(agent: Agent) -> None:
     code = "import os, signal; os.kill(os.getpid(), signal.SIGABRT)"
     r = agent.run(None, argv=[sys.executable, "-c", code])
     assert (r.reason, r.exit_status, r.term_signal) == ("exited", None, signal.SIGABRT)
 
 
-def test_env_and_dimensions_reach_the_agent(agent):
+def test_env_and_dimensions_reach_the_agent(agent: Agent) -> None:
     code = ("import os; s = os.get_terminal_size();"
             " print(s.lines, s.columns, os.environ['MARK'], os.getcwd())")
     agent.env["MARK"] = "mark-42"
@@ -192,7 +195,7 @@ def test_env_and_dimensions_reach_the_agent(agent):
     assert r.tail.startswith("50 200 ")
 
 
-def test_transcript_is_appended_to(agent):
+def test_transcript_is_appended_to(agent: Agent) -> None:
     agent.transcript.parent.mkdir(parents=True)
     agent.transcript.write_bytes(b"previous attempt\n")
     agent.run("silent")
@@ -200,7 +203,7 @@ def test_transcript_is_appended_to(agent):
     assert data.startswith(b"previous attempt\nWorking on task 1.1")
 
 
-def test_tail_is_bounded(agent):
+def test_tail_is_bounded(agent: Agent) -> None:
     r = agent.run("flood=1M")
     assert r.signal == "done"
     assert len(r.tail) <= 8192
@@ -209,7 +212,7 @@ def test_tail_is_bounded(agent):
 
 
 # ------------------------------------------------------------------ ending an attempt
-def test_idle_timeout_ends_a_hang(agent):
+def test_idle_timeout_ends_a_hang(agent: Agent) -> None:
     started = time.monotonic()
     r = agent.run("hang", idle_timeout=0.5, kill_grace=1.0)
     elapsed = time.monotonic() - started
@@ -220,7 +223,7 @@ def test_idle_timeout_ends_a_hang(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_total_timeout_while_the_agent_keeps_printing(agent):
+def test_total_timeout_while_the_agent_keeps_printing(agent: Agent) -> None:
     started = time.monotonic()
     r = agent.run("slow=30", timeout=1.0, idle_timeout=5, kill_grace=1.0)
     assert (r.reason, r.term_signal) == ("timeout", signal.SIGTERM)
@@ -229,7 +232,7 @@ def test_total_timeout_while_the_agent_keeps_printing(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_sigterm_ignored_means_sigkill_and_the_group_is_gone(agent):
+def test_sigterm_ignored_means_sigkill_and_the_group_is_gone(agent: Agent) -> None:
     started = time.monotonic()
     r = agent.run("hang-ignore-term", idle_timeout=0.3, kill_grace=0.5)
     assert (r.reason, r.exit_status, r.term_signal) == ("idle", None, signal.SIGKILL)
@@ -237,18 +240,20 @@ def test_sigterm_ignored_means_sigkill_and_the_group_is_gone(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_grandchild_holding_the_pty_does_not_delay_and_is_killed(agent):
+def test_grandchild_holding_the_pty_does_not_delay_and_is_killed(agent: Agent) -> None:
     started = time.monotonic()
     r = agent.run("grandchild", kill_grace=3.0)
     elapsed = time.monotonic() - started
     assert (r.reason, r.exit_status, r.signal) == ("exited", 0, "done")
     assert elapsed < 1.5, elapsed
-    helper = int(re.search(r"\(pid (\d+)\)", r.tail).group(1))
+    found = re.search(r"\(pid (\d+)\)", r.tail)
+    assert found is not None, r.tail
+    helper = int(found.group(1))
     assert not pid_alive(helper)
     assert_group_gone(agent.pids()[0])
 
 
-def test_should_stop_interrupts(agent):
+def test_should_stop_interrupts(agent: Agent) -> None:
     started = time.monotonic()
     r = agent.run("slow=30", should_stop=lambda: time.monotonic() - started > 0.5, kill_grace=1.0)
     assert (r.reason, r.term_signal) == ("interrupted", signal.SIGTERM)
@@ -256,7 +261,7 @@ def test_should_stop_interrupts(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_keyboard_interrupt_kills_the_group_and_is_reraised(agent):
+def test_keyboard_interrupt_kills_the_group_and_is_reraised(agent: Agent) -> None:
     started = time.monotonic()
 
     def stop() -> bool:
@@ -270,7 +275,7 @@ def test_keyboard_interrupt_kills_the_group_and_is_reraised(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_failing_callback_kills_the_group_and_is_reraised(agent):
+def test_failing_callback_kills_the_group_and_is_reraised(agent: Agent) -> None:
     def boom(chunk: bytes) -> None:
         raise RuntimeError("callback failed")
 
@@ -279,7 +284,7 @@ def test_failing_callback_kills_the_group_and_is_reraised(agent):
     assert_group_gone(agent.pids()[0])
 
 
-def test_timeout_fires_even_if_the_agent_closes_its_terminal(agent):
+def test_timeout_fires_even_if_the_agent_closes_its_terminal(agent: Agent) -> None:
     """pexpect's read_nonblocking() would block in waitpid() here until the
     child exits (EOF while the child still runs): we must not."""
     code = ("import os, time; print('bye', flush=True);"
@@ -292,7 +297,7 @@ def test_timeout_fires_even_if_the_agent_closes_its_terminal(agent):
 
 
 # ------------------------------------------------------------------ volume
-def test_flood_20m_transcript_has_every_byte_and_the_final_signal(agent):
+def test_flood_20m_transcript_has_every_byte_and_the_final_signal(agent: Agent) -> None:
     seen = 0
 
     def count(chunk: bytes) -> None:
@@ -310,7 +315,7 @@ def test_flood_20m_transcript_has_every_byte_and_the_final_signal(agent):
 
 
 @pytest.mark.slow
-def test_flood_100m_keeps_memory_bounded(tmp_path):
+def test_flood_100m_keeps_memory_bounded(tmp_path: Path) -> None:
     stats = _bench_child("attempt", "100M", tmp_path)
     growth_mb = (stats["rss_after_kb"] - stats["rss_before_kb"]) / 1024
     assert stats["signal"] == "done"
@@ -319,7 +324,7 @@ def test_flood_100m_keeps_memory_bounded(tmp_path):
 
 
 # ------------------------------------------------------------------ stdin and spawning
-def test_stdin_text_long_lines_and_control_characters_arrive_intact(agent):
+def test_stdin_text_long_lines_and_control_characters_arrive_intact(agent: Agent) -> None:
     """A canonical-mode TTY drops input past 4095 bytes per line and turns ^C,
     ^Z, ^\\ ... into signals or edits: stdin_text must arrive byte for byte."""
     prompt = ("Task id: 5\n" + "Z" * 20000 + "\n"
@@ -333,26 +338,27 @@ def test_stdin_text_long_lines_and_control_characters_arrive_intact(agent):
 
 
 @pytest.mark.parametrize("answer, code, sig", [("y\n", 0, "done"), ("n\n", 1, None)])
-def test_stdin_text_answers_a_question(agent, answer, code, sig):
+def test_stdin_text_answers_a_question(agent: Agent, answer: str, code: int, sig: str | None) -> None:
     r = agent.run("ask", stdin_text=answer)
     assert (r.exit_status, r.signal) == (code, sig)
 
 
-def test_spawn_error_for_a_missing_program(agent):
+def test_spawn_error_for_a_missing_program(agent: Agent) -> None:
     r = agent.run(None, argv=["no-such-agent-program-xyz", "--flag"])
     assert (r.reason, r.exit_status, r.signal) == ("spawn-error", None, None)
-    assert "no-such-agent-program-xyz" in r.error
+    assert "no-such-agent-program-xyz" in (r.error or "")
     assert r.duration < 2
 
 
-def test_spawn_error_for_a_missing_cwd(tmp_path):
+def test_spawn_error_for_a_missing_cwd(tmp_path: Path) -> None:
     r = run_attempt([sys.executable, "-c", "print(1)"], cwd=str(tmp_path / "nope"), env=None,
                     prompt="", transcript_path=str(tmp_path / "t.log"))
     assert r.reason == "spawn-error"
-    assert "nope" in r.error
+    assert "nope" in (r.error or "")
 
 
-def test_cwd_vanishing_after_the_check_is_still_a_spawn_error(tmp_path, monkeypatch):
+def test_cwd_vanishing_after_the_check_is_still_a_spawn_error(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """With spawn(cwd=...) a failing chdir raises in the forked copy of *this*
     process, which would then go on running pytest inside the PTY."""
     from seqharness import session
@@ -362,20 +368,20 @@ def test_cwd_vanishing_after_the_check_is_still_a_spawn_error(tmp_path, monkeypa
     r = run_attempt([sys.executable, "-c", "print(1)"], cwd=str(tmp_path / "gone"), env=None,
                     prompt="", transcript_path=str(tmp_path / "t.log"), timeout=5)
     assert r.reason == "spawn-error"
-    assert "gone" in r.error
+    assert "gone" in (r.error or "")
     assert time.monotonic() - started < 2
     assert (tmp_path / "t.log").read_bytes() == b""
 
 
-def test_spawn_error_for_a_file_that_is_not_executable(agent):
+def test_spawn_error_for_a_file_that_is_not_executable(agent: Agent) -> None:
     script = agent.tmp / "not-executable.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     r = agent.run(None, argv=[str(script)])
     assert r.reason == "spawn-error"
-    assert "not-executable.sh" in r.error
+    assert "not-executable.sh" in (r.error or "")
 
 
-def test_single_element_argv_with_spaces_is_not_resplit(agent):
+def test_single_element_argv_with_spaces_is_not_resplit(agent: Agent) -> None:
     folder = agent.tmp / "my agents"
     folder.mkdir()
     program = folder / "fake agent 'quoted'"
@@ -385,28 +391,29 @@ def test_single_element_argv_with_spaces_is_not_resplit(agent):
     assert (r.reason, r.exit_status, r.signal) == ("exited", 0, "done"), r.error
 
 
-def test_relative_program_path_is_relative_to_cwd(agent):
+def test_relative_program_path_is_relative_to_cwd(agent: Agent) -> None:
     shutil.copy(FAKE_AGENT, agent.tmp / "agent.py")
     r = agent.run("done", argv=["./agent.py"])
     assert (r.reason, r.signal) == ("exited", "done"), r.error
 
 
 # ------------------------------------------------------------------ benchmark
-def _bench_child(mode: str, size: str, folder: Path) -> dict:
+def _bench_child(mode: str, size: str, folder: Path) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter, so ru_maxrss is its own."""
     proc = subprocess.run(
         [sys.executable, __file__, f"child-{mode}", size, str(folder)],
         cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _maxrss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def _child_attempt(size: str, folder: str) -> dict:
+def _child_attempt(size: str, folder: str) -> dict[str, Any]:
     env = dict(os.environ, FAKE_AGENT_BEHAVIOUR=f"flood={size}")
     transcript = os.path.join(folder, "flood.log")
     before = _maxrss_kb()
@@ -421,7 +428,7 @@ def _child_attempt(size: str, folder: str) -> dict:
             "rss_after_kb": after, "signal": r.signal}
 
 
-def _child_raw(size: str, folder: str, to_file: bool) -> dict:
+def _child_raw(size: str, folder: str, to_file: bool) -> dict[str, Any]:
     import pty  # noqa: F401  (os.openpty is the same PTY pair pty.fork uses)
 
     env = dict(os.environ, FAKE_AGENT_BEHAVIOUR=f"flood={size}")

@@ -18,9 +18,9 @@ from seqharness.state import StateStore
 def test_state_is_per_spec_and_keeps_other_specs(tmp_path: Path) -> None:
     a = StateStore(tmp_path, "alpha")
     b = StateStore(tmp_path, "beta")
-    a.add_completed(["1", "1.1"])
+    a.state.add_completed(["1", "1.1"])
     a.save()
-    b.add_completed(["1"])
+    b.state.add_completed(["1"])
     b.save()           # b was loaded before a saved: a's entry must survive
     doc = json.loads((tmp_path / "SEQUENTIAL_STATE.json").read_text())
     assert doc["specs"]["alpha"]["completed"] == ["1", "1.1"]
@@ -32,7 +32,7 @@ def test_state_is_per_spec_and_keeps_other_specs(tmp_path: Path) -> None:
 def test_corrupt_state_is_moved_aside_with_a_note(tmp_path: Path) -> None:
     (tmp_path / "SEQUENTIAL_STATE.json").write_text("{not json")
     store = StateStore(tmp_path, "alpha")
-    assert store.data["completed"] == []
+    assert store.state.completed == []
     assert "not valid JSON" in store.notes[0]
     assert (tmp_path / "SEQUENTIAL_STATE.json.corrupt").read_text() == "{not json"
 
@@ -40,7 +40,7 @@ def test_corrupt_state_is_moved_aside_with_a_note(tmp_path: Path) -> None:
 def test_original_flat_state_is_kept_as_legacy(tmp_path: Path) -> None:
     (tmp_path / "SEQUENTIAL_STATE.json").write_text(json.dumps({"completed": ["1"], "halted": False}))
     store = StateStore(tmp_path, "alpha")
-    assert store.data["completed"] == []
+    assert store.state.completed == []
     store.save()
     doc = json.loads((tmp_path / "SEQUENTIAL_STATE.json").read_text())
     assert doc["legacy"]["completed"] == ["1"]

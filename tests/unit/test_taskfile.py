@@ -1,4 +1,4 @@
-"""Tests for seqharness.taskfile: the lossless tasks.md index and its one-byte edits.
+"""Tests for seqharness.taskscan and seqharness.taskfile: the lossless tasks.md index, its edits.
 
 Every fixture is written inline (no dependency on the shared corpus), mirroring
 the variations catalogued in real Kiro / cc-sdd / spec-kit files.
@@ -25,11 +25,10 @@ from seqharness.taskfile import (
     Task,
     TaskFile,
     TaskFileError,
-    load,
-    parse,
     set_status,
     split_lines,
 )
+from seqharness.taskscan import load, parse
 
 
 def P(text: str | bytes) -> TaskFile:
@@ -1061,7 +1060,8 @@ def _fast_task_line(draw: st.DrawFn) -> str:
 @settings(max_examples=1500, deadline=None)
 @given(_fast_task_line())
 def test_property_fast_task_regex_agrees_with_the_general_one(line: str) -> None:
-    from seqharness.taskfile import _TASK_FAST_RE, _TASK_RE
+    from seqharness.scanrules import TASK_FAST_RE as _TASK_FAST_RE
+    from seqharness.scanrules import TASK_RE as _TASK_RE
 
     fast = _TASK_FAST_RE.match(line)
     if fast is None:
@@ -1081,7 +1081,7 @@ def test_property_fast_task_regex_agrees_with_the_general_one(line: str) -> None
     ["- [ ] 1. Build", "  - [x] 2.3 Test it", "- [ ]* 4.1 Optional", "\t- [-] 10.2.1. Deep"],
 )
 def test_dominant_task_shapes_take_the_fast_path(line: str) -> None:
-    from seqharness.taskfile import _TASK_FAST_RE
+    from seqharness.scanrules import TASK_FAST_RE as _TASK_FAST_RE
 
     assert _TASK_FAST_RE.match(line) is not None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from seqharness import tmux_names
 from seqharness.tmux import (
     TmuxError,
     TmuxView,
@@ -148,6 +149,33 @@ def test_sanitized_names_are_safe(raw: str) -> None:
         assert len(name) <= 64
         assert all(c.isascii() and (c.isalnum() or c in "_-" + extra) for c in name), name
         assert "." not in name or extra
+
+
+def test_task_windows_parses_listing() -> None:
+    listing = "@10 \n@2 placeholder\n@9 \nnot-an-id x\n@3x \n@11\n"
+    assert tmux_names.task_windows(listing) == ["@9", "@10", "@11"]
+    assert tmux_names.task_windows("") == []
+
+
+def test_split_commands() -> None:
+    assert tmux_names.split_commands(["a", "1", ";", "b", ";", ";", "c;"]) == [
+        ["a", "1"], ["b"], ["c;"],
+    ]
+    assert tmux_names.split_commands([";"]) == []
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [(";", ";"), ("x;", "x\\;"), ("x\\;", "x\\\\;"), ("x", "x"), ("a;b", "a;b"), ("", "")],
+)
+def test_escape_trailing_semicolon(arg: str, expected: str) -> None:
+    assert tmux_names.escape_trailing_semicolon(arg) == expected
+
+
+def test_error_gone() -> None:
+    assert TmuxError("x", stderr="can't find window: @7").gone
+    assert TmuxError("tmux kill-session failed: No Server Running on /tmp/x").gone
+    assert not TmuxError("tmux new-window failed", stderr="create window failed").gone
 
 
 def test_attach_command() -> None:

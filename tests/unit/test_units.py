@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from seqharness.errors import SpecError
-from seqharness.taskfile import parse
+from seqharness.taskscan import parse
 from seqharness.units import build_units, slugify
 
 

@@ -1,4 +1,4 @@
-"""Collection: a ``tasks.md`` becomes a :class:`SpecFile` of :class:`TaskItem` s.
+"""Collection: a ``tasks.md`` becomes a :class:`SpecFile` of :class:`TaskItem` s, and each item runs its unit.
 
 Following pytest's "non-python tests" pattern, one item per dispatch unit,
 named by :func:`seqharness.units.build_units` (``tasks.md::2.1``).  The item's
@@ -14,25 +14,28 @@ traceback and "Interrupted"): they are recorded and turned into one
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from seqharness.attempt import UnitResult
 from seqharness.errors import EXIT_HALTED, SpecError
 from seqharness.faults import fault
-from seqharness.harness import Harness, SpecRun, find_workdir
+from seqharness.harness import HARNESS, Harness, RunPlugin, SpecRun, find_workdir
 from seqharness.lock import RunLock
-from seqharness.progress import ProgressLog
+from seqharness.outcome import HALTED, PASSED
+from seqharness.record import RunStopped
 from seqharness.reporting import TaskFailed, TaskHalted, TaskRepr, clean_text
 from seqharness.state import StateError, StateStore
-from seqharness.taskfile import TaskFileError, load
+from seqharness.taskfile import TaskFileError
+from seqharness.taskscan import load
 from seqharness.units import Unit, build_units
 
 SPEC_ERRORS = pytest.StashKey[list[str]]()
-HARNESS = pytest.StashKey[Harness]()
 
 
 def record_error(config: pytest.Config, message: str) -> None:
@@ -77,10 +80,9 @@ class SpecFile(pytest.File):
         rootdir = Path(self.config.rootpath)
         workdir = Path(harness.settings.workdir).resolve() if harness.settings.workdir else find_workdir(
             spec_dir.resolve(), rootdir)
-        specs_dir = spec_dir.parent
         run = SpecRun(
             spec_dir=spec_dir, tasks_path=path, taskfile=taskfile, units=units, workdir=workdir,
-            state=StateStore(specs_dir, spec_dir.name), progress=ProgressLog(specs_dir),
+            store=StateStore(spec_dir.parent, spec_dir.name),
             lock=RunLock(spec_dir / ".seqharness" / "run.lock"), run_dir=spec_dir / ".seqharness",
         )
         harness.specs[path.resolve()] = run
@@ -94,6 +96,7 @@ class TaskItem(pytest.Item):
         super().__init__(**kwargs)
         self.unit = unit
         self.spec_run = spec_run
+        self.result: UnitResult | None = None
         # -k matches substrings of these, case-insensitively.
         self.extra_keyword_matches.add(unit.title)
         for task in unit.tasks[1:]:
@@ -112,71 +115,52 @@ class TaskItem(pytest.Item):
         return self.path, self.unit.head.line - 1, f"task {self.unit.name}: {title[:200]}"
 
     def setup(self) -> None:
-        reason = skip_reason(self.harness, self.spec_run, self.unit)
+        reason = self.config.hook.pytest_seqharness_unit_skip(spec=self.spec_run, unit=self.unit)
         if reason is not None:
-            if reason.startswith("already complete"):
-                self.spec_run.status[self.unit.name] = "complete"
-            else:
-                self.spec_run.status[self.unit.name] = "skipped"
+            complete = reason.startswith("already complete")
+            self.spec_run.status[self.unit.name] = "complete" if complete else "skipped"
             pytest.skip(reason)
 
     def runtest(self) -> None:
-        from seqharness.outcome import HALTED, PASSED
         from seqharness.runner import run_unit
 
         h = self.harness
+        spec, unit = self.spec_run, self.unit
         # The agent talks to its own PTY; the harness's terminal is free for
         # the live view, so pytest's fd capture is suspended while it runs.
         capman = self.config.pluginmanager.getplugin("capturemanager")
-        suspended = capman.global_and_fixture_disabled() if capman is not None else nullcontext()
-        from seqharness.runner import RunStopped
-
+        suspended: AbstractContextManager[None] = (
+            capman.global_and_fixture_disabled() if capman is not None else nullcontext())
         try:
             with suspended:
-                result = run_unit(h, self.spec_run, self.unit)
+                result = run_unit(h, spec, unit)
         except (RunStopped, OSError) as exc:
             # A file the run must write cannot be written: stop cleanly, one
-            # line, exit 2 (what was recorded before stays; see runner).
+            # line, exit 2 (what was recorded before stays; see seqharness.record).
             why = str(exc) if isinstance(exc, RunStopped) else (
                 f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
             pytest.exit(f"seqharness: {why}; the run stopped (everything recorded before is kept; "
                         "run seqharness again once this is fixed)", returncode=EXIT_HALTED)
-        self.spec_run.status[self.unit.name] = result.outcome.kind
-        last = result.last
-        facts = [
-            f"task: {self.unit.name}: {clean_text(self.unit.title)}",
-            f"outcome: {result.outcome.kind}: {result.outcome.reason}",
-            f"backend: {result.backend.describe() if result.backend else '-'}",
-            f"attempts: {len(result.attempts)}",
-        ]
-        if last is not None:
-            facts.append(f"exit code: {last.result.exit_status}")
-            facts.append(f"duration: {last.result.duration:.2f}s")
-            facts.append(f"transcript: {self.spec_run.rel(last.transcript)}")
-        self.add_report_section("call", "stdout", "\n".join(facts) + "\n")
-        if self.config.getini("junit_family") == "xunit1":
-            self.user_properties.extend([
-                ("backend", result.backend.describe() if result.backend else "-"),
-                ("attempts", str(len(result.attempts))),
-                ("exit_code", str(last.result.exit_status if last else "")),
-                ("transcript", self.spec_run.rel(last.transcript) if last else ""),
-            ])
+        self.result = result
+        spec.status[unit.name] = result.outcome.kind
         if result.outcome.kind == PASSED:
             return
-        tail = clean_text(last.result.tail) if last is not None else ""
+        last = result.last
+        tail = clean_text(last.result.tail) if last is not None and last.result is not None else ""
         body = f"attempts: {len(result.attempts)}"
         if last is not None:
-            body += f"\ntranscript: {self.spec_run.rel(last.transcript)}"
+            body += f"\ntranscript: {spec.rel(last.transcript)}"
         if tail.strip():
             body += "\n--- last lines of the agent's output ---\n" + tail.rstrip()
         if result.outcome.kind == HALTED:
             question = clean_text(result.outcome.question or "")
             first = " ".join(question.split())[:300]
-            h.halted = (self.spec_run, self.unit, question)
-            raise TaskHalted(f"HALT: task {self.unit.name} needs human input: {first}",
+            h.halted = (spec, unit, question)
+            self.config.hook.pytest_seqharness_halt(spec=spec, unit=unit, question=question)
+            raise TaskHalted(f"HALT: task {unit.name} needs human input: {first}",
                              f"question from the agent:\n{question}\n\n{body}")
         h.failures += 1
-        raise TaskFailed(f"task {self.unit.name} failed: {result.outcome.reason}", body)
+        raise TaskFailed(f"task {unit.name} failed: {result.outcome.reason}", body)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         exc = excinfo.value
@@ -185,10 +169,18 @@ class TaskItem(pytest.Item):
         return super().repr_failure(excinfo)
 
 
-def skip_reason(h: Harness, sr: SpecRun, unit: Unit) -> str | None:
+class BuiltinSkips(RunPlugin):
+    """Plugin ``seqharness.skips``: the ``trylast`` reasons not to run a unit."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_seqharness_unit_skip(self, spec: SpecRun, unit: Unit) -> str | None:
+        return skip_reason(self.h, spec, unit)
+
+
+def skip_reason(h: Harness, spec: SpecRun, unit: Unit) -> str | None:
     """Why *unit* is not run now, or None to run it."""
     settings = h.settings
-    if sr.state.is_completed(unit.name):
+    if spec.state.is_completed(unit.name):
         return "already complete (recorded in state)"
     if unit.done_in_file(settings.include_optional):
         return "already complete ([x] in tasks.md)"
@@ -201,12 +193,38 @@ def skip_reason(h: Harness, sr: SpecRun, unit: Unit) -> str | None:
             h.budget_spent_at = unit.name
         return f"iteration budget spent (--max-iterations {settings.max_iterations})"
     for dep in unit.depends_on:
-        if sr.state.is_completed(dep.name) or dep.done_in_file(settings.include_optional):
+        if spec.state.is_completed(dep.name) or dep.done_in_file(settings.include_optional):
             continue
-        status = sr.status.get(dep.name)
+        status = spec.status.get(dep.name)
         if status in ("passed", "complete"):
             continue
         why = {"failed": "failed", "halted": "halted", "skipped": "was skipped",
                None: "was not run"}.get(status, status)
         return f"dependency {dep.name} not complete ({why})"
+    return None
+
+
+def check_spec_path(arg: str) -> str | None:
+    """One-line problem with a spec path argument, or None if it looks usable."""
+    path = Path(arg.split("::")[0])
+    if not path.exists():
+        return f"{path}: no such spec folder or tasks.md"
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied"
+    if path.is_dir():
+        if (path / "tasks.md").exists() and not (path / "tasks.md").is_file():
+            return f"{path / 'tasks.md'}: not a regular file"
+        if (path / "tasks.md").is_file():
+            if not os.access(path / "tasks.md", os.R_OK):
+                return f"{path / 'tasks.md'}: permission denied"
+            return None
+        if path.name == "specs" or any(path.glob("*/tasks.md")) or any(path.glob(".kiro/specs/*/tasks.md")):
+            return None
+        return f"{path}: no tasks.md in this folder (expected a spec folder such as .kiro/specs/<feature>)"
+    if path.is_file() and path.name != "tasks.md" and path.suffix == ".md":
+        return f"{path}: not a tasks.md file"
+    if path.name != "tasks.md":
+        return f"{path}: not a spec folder or a tasks.md file"
+    if not path.is_file():
+        return f"{path}: not a regular file"
     return None

@@ -1,0 +1,193 @@
+"""The state recorder: the crash-safe order in which one attempt is written down.
+
+A run can be killed between any two writes; this order lets the next run
+(:mod:`seqharness.recovery`) repair what was half done, never lose a pass and
+never run one twice.  It is a plugin (``seqharness.state``) on the attempt
+hooks, so the order is visible where the hooks are fired:
+
+0. (already on disk) state: ``next_token``, the token the agent is spawned
+   with (``SEQHARNESS_AGENT_TOKEN``), written by the previous step 5 or by
+   :func:`seqharness.recovery.reconcile`
+1. the agent is spawned, then state: ``running`` = this unit, its old
+   checkbox, the token, the agent's process group   (atomic, not durable)
+2. tasks.md: the head's checkbox becomes ``[-]``    (atomic, not durable)
+   -- ``pytest_seqharness_attempt_start``: 1-2 in this plugin's wrapper, then
+   the other implementations (the tmux window)
+3. the agent runs; its output streams into the transcript
+4. ``pytest_seqharness_attempt_logreport``: every other implementation (the
+   progress log appends its entry)
+5. state: the outcome, ``completed`` on a pass, ``running`` cleared, a fresh
+   ``next_token``                                     (atomic, durable)
+6. tasks.md: ``[x]`` on a pass, the old checkbox otherwise (atomic, durable)
+   -- then ``pytest_seqharness_attempt_finish``
+
+Steps 1-2 and 4-6 run with Ctrl-C and SIGTERM held off.  A file that cannot
+be written stops the run with :class:`RunStopped` at the step that failed.
+Why each step is (not) durable, and what each crash window leaves: docs/crash-safety.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from seqharness import interrupts
+from seqharness.faults import fault
+from seqharness.harness import RunPlugin
+from seqharness.outcome import FAILED, HALTED, PASSED, Outcome
+from seqharness.state import Running, TaskRecord, now_iso
+from seqharness.taskfile import Task, TaskFileError, set_status
+
+if TYPE_CHECKING:
+    from seqharness.attempt import Attempt
+    from seqharness.harness import Harness, SpecRun
+
+
+class RunStopped(Exception):
+    """A file the run must write cannot be written: the run stops cleanly.
+
+    Raised at the step that failed; the item turns it into one line and
+    pytest's "interrupted" exit, 2.
+    """
+
+
+def save_state(spec: SpecRun, *, durable: bool = True) -> None:
+    try:
+        spec.store.save(durable=durable)
+    except OSError as exc:
+        raise RunStopped(f"cannot write the state file {spec.store.path}: {exc.strerror or exc}") from None
+
+
+def title_key(title: str) -> str:
+    """A short hash of a task's title: tells a renumbered task from a different one."""
+    return hashlib.sha1(" ".join(title.split()).encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def set_cell(h: Harness, spec: SpecRun, task: Task, cell: str, *, durable: bool = True) -> None:
+    """Write one checkbox; a concurrent edit of tasks.md is reported, not fatal.
+
+    The state file is the source of truth, so losing a checkbox update costs
+    only cosmetics; the next run's reconcile writes it again.
+    """
+    if not h.settings.update_tasks:
+        return
+    if len(task.cell.encode("utf-8")) != 1:
+        return  # multi-byte cells (e.g. an emoji) are never rewritten
+    try:
+        set_status(spec.tasks_path, task, cell, durable=durable)
+    except TaskFileError as exc:
+        h.say_once(f"stale:{spec.tasks_path}", f"seqharness: not updating checkboxes: {exc}")
+        return
+    except OSError as exc:  # a read-only spec folder, a full disk: the state still records it
+        h.say_once(f"stale:{spec.tasks_path}",
+                   f"seqharness: not updating checkboxes: cannot write {spec.tasks_path}: {exc.strerror or exc}")
+        return
+    # Keep the in-memory fingerprint in step with the file we just wrote.
+    old = task.line_bytes
+    rel = task.cell_start - task.line_start
+    task.line_bytes = old[:rel] + cell.encode() + old[rel + 1:]
+    task.cell = cell
+
+
+def agent_token(spec: SpecRun) -> str:
+    """The token the next agent carries: on disk before it is spawned (step 0).
+
+    ``reconcile`` and every outcome save put a fresh one in the state, so
+    this normally costs nothing; a state without one gets it written here.
+    """
+    token = spec.state.next_token
+    if token:
+        return token
+    token = spec.state.new_token()
+    with interrupts.critical():
+        save_state(spec, durable=False)
+    return token
+
+
+class Recorder(RunPlugin):
+    """Plugin ``seqharness.state``: the state file and the checkboxes of tasks.md."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_seqharness_spec_start(self, spec: SpecRun) -> None:
+        from seqharness.recovery import reconcile
+
+        h = self.h
+        for note in spec.store.notes:
+            h.say(f"seqharness: {note}")
+        if h.settings.reset:
+            spec.store.reset()
+        state = spec.state
+        if state.halted:
+            h.say(f"seqharness: resuming spec {spec.name} at halted task {state.halted_task} "
+                  f"(halted at {state.halted_at})")
+        state.begin_run()
+        save_state(spec)
+        reconcile(h, spec)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_seqharness_attempt_start(self, attempt: Attempt) -> Generator[None, None, None]:
+        # 1-2 once the agent runs: the renames overlap its start-up.  A Ctrl-C
+        # held here is raised right after, as if it came while the agent ran.
+        spec = attempt.spec
+        head = attempt.unit.head
+        fault("agent-started")
+        running: Running = {"unit": attempt.unit.name, "cell": head.cell, "pid": os.getpid(),
+                            "since": attempt.started_at, "token": attempt.token, "pgid": attempt.pid}
+        with interrupts.critical():
+            spec.state.record_running(running)
+            save_state(spec, durable=False)
+            fault("running-recorded")
+            set_cell(self.h, spec, head, "-", durable=False)
+            fault("marked")
+        yield
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_seqharness_attempt_logreport(self, attempt: Attempt,
+                                            outcome: Outcome) -> Generator[None, None, None]:
+        try:
+            yield  # 4: the progress log and every other reporter
+        finally:
+            fault("progress-appended")
+            self._record(attempt, outcome)
+
+    def _record(self, attempt: Attempt, outcome: Outcome) -> None:
+        spec, unit, h = attempt.spec, attempt.unit, self.h
+        result = attempt.result
+        # 5: the state.
+        record: TaskRecord = {
+            "status": outcome.kind, "last_exit": result.exit_status if result is not None else None,
+            "last_reason": outcome.reason, "transcript": spec.rel(attempt.transcript),
+            "updated_at": now_iso(), "title": unit.title[:200], "title_sha": title_key(unit.title),
+        }
+        spec.state.record_outcome(unit.name, record,
+                                  passed_keys=unit.task_keys if outcome.kind == PASSED else None,
+                                  halted=outcome.kind == HALTED, halt_question=outcome.question)
+        save_state(spec)  # RunStopped here: step 6 is not written (no [x] without the pass)
+        fault("outcome-recorded")
+        # 6: tasks.md.
+        if outcome.kind == PASSED:
+            for task in unit.required_tasks(h.settings.include_optional):
+                if task.cell != "x" and task.cell != "X":
+                    set_cell(h, spec, task, "x")
+                task.status = "done"
+        elif not (outcome.kind == FAILED and h.settings.leave_failed):
+            cell = attempt.original_cell
+            set_cell(h, spec, unit.head, cell if len(cell) == 1 and cell != "-" else " ")
+        fault("ticked")
+
+    def pytest_seqharness_spec_finish(self, spec: SpecRun, exitstatus: int) -> None:
+        h = self.h
+        complete = all(spec.state.is_completed(u.name) or u.done_in_file(h.settings.include_optional)
+                       or (u.optional and not h.settings.include_optional) for u in spec.units)
+        # Every agent of this run has ended (run_attempt guarantees it), so no
+        # process carries the token left for a next attempt: the next run need
+        # not search /proc for it (reconcile writes a fresh one).
+        spec.state.end_run(complete=complete)
+        try:
+            spec.store.save()
+        except OSError:
+            pass
