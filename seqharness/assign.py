@@ -98,8 +98,8 @@ class Assignment(RunPlugin):
         from seqharness.backends import BackendContext, BackendError
         from seqharness.faults import fault
         from seqharness.harness import safe_filename, stamp
-        from seqharness.record import agent_token, save_state
         from seqharness.runner import run_agent
+        from seqharness.writes import agent_token, save_state
 
         h = self.h
         settings = h.settings

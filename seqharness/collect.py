@@ -28,12 +28,12 @@ from seqharness.faults import fault
 from seqharness.harness import HARNESS, Harness, RunPlugin, SpecRun, find_workdir
 from seqharness.lock import RunLock
 from seqharness.outcome import HALTED, PASSED
-from seqharness.record import RunStopped
 from seqharness.reporting import TaskFailed, TaskHalted, TaskRepr, clean_text
 from seqharness.state import StateError, StateStore
 from seqharness.taskfile import TaskFileError
 from seqharness.taskscan import load
 from seqharness.units import Unit, build_units
+from seqharness.writes import RunStopped
 
 SPEC_ERRORS = pytest.StashKey[list[str]]()
 

@@ -175,7 +175,7 @@ def pytest_seqharness_invocation(attempt: Attempt, invocation: Invocation) -> No
     Called once per attempt after the backend built the invocation and before
     the agent is spawned.  seqharness adds the run's agent token
     (``SEQHARNESS_AGENT_TOKEN``) to the environment after this hook, so the
-    reaper can always find the agent.
+    next run can always find the agent if this one is killed.
 
     :param attempt: the attempt about to start (``attempt.pid`` is still None).
     :param invocation: the backend's argv, env and stdin text.

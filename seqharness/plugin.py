@@ -44,10 +44,10 @@ from seqharness.faults import fault
 from seqharness.harness import HARNESS, Budget, Harness, SpecRun
 from seqharness.lock import LockedError
 from seqharness.options import Settings, addoption
-from seqharness.record import RunStopped
 from seqharness.reporting import TaskHalted
 from seqharness.state import StateError
 from seqharness.taskfile import TaskFileError
+from seqharness.writes import RunStopped
 
 HALTED_KEY = "seqharness_halted"
 

@@ -22,13 +22,12 @@ hooks, so the order is visible where the hooks are fired:
    -- then ``pytest_seqharness_attempt_finish``
 
 Steps 1-2 and 4-6 run with Ctrl-C and SIGTERM held off.  A file that cannot
-be written stops the run with :class:`RunStopped` at the step that failed.
+be written stops the run with :class:`~seqharness.writes.RunStopped` at the step that failed.
 Why each step is (not) durable, and what each crash window leaves: docs/crash-safety.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING
@@ -39,73 +38,13 @@ from seqharness import interrupts
 from seqharness.faults import fault
 from seqharness.harness import RunPlugin
 from seqharness.outcome import FAILED, HALTED, PASSED, Outcome
+from seqharness.recovery import reconcile
 from seqharness.state import Running, TaskRecord, now_iso
-from seqharness.taskfile import Task, TaskFileError, set_status
+from seqharness.writes import save_state, set_cell, title_key
 
 if TYPE_CHECKING:
     from seqharness.attempt import Attempt
-    from seqharness.harness import Harness, SpecRun
-
-
-class RunStopped(Exception):
-    """A file the run must write cannot be written: the run stops cleanly.
-
-    Raised at the step that failed; the item turns it into one line and
-    pytest's "interrupted" exit, 2.
-    """
-
-
-def save_state(spec: SpecRun, *, durable: bool = True) -> None:
-    try:
-        spec.store.save(durable=durable)
-    except OSError as exc:
-        raise RunStopped(f"cannot write the state file {spec.store.path}: {exc.strerror or exc}") from None
-
-
-def title_key(title: str) -> str:
-    """A short hash of a task's title: tells a renumbered task from a different one."""
-    return hashlib.sha1(" ".join(title.split()).encode("utf-8", "replace")).hexdigest()[:12]
-
-
-def set_cell(h: Harness, spec: SpecRun, task: Task, cell: str, *, durable: bool = True) -> None:
-    """Write one checkbox; a concurrent edit of tasks.md is reported, not fatal.
-
-    The state file is the source of truth, so losing a checkbox update costs
-    only cosmetics; the next run's reconcile writes it again.
-    """
-    if not h.settings.update_tasks:
-        return
-    if len(task.cell.encode("utf-8")) != 1:
-        return  # multi-byte cells (e.g. an emoji) are never rewritten
-    try:
-        set_status(spec.tasks_path, task, cell, durable=durable)
-    except TaskFileError as exc:
-        h.say_once(f"stale:{spec.tasks_path}", f"seqharness: not updating checkboxes: {exc}")
-        return
-    except OSError as exc:  # a read-only spec folder, a full disk: the state still records it
-        h.say_once(f"stale:{spec.tasks_path}",
-                   f"seqharness: not updating checkboxes: cannot write {spec.tasks_path}: {exc.strerror or exc}")
-        return
-    # Keep the in-memory fingerprint in step with the file we just wrote.
-    old = task.line_bytes
-    rel = task.cell_start - task.line_start
-    task.line_bytes = old[:rel] + cell.encode() + old[rel + 1:]
-    task.cell = cell
-
-
-def agent_token(spec: SpecRun) -> str:
-    """The token the next agent carries: on disk before it is spawned (step 0).
-
-    ``reconcile`` and every outcome save put a fresh one in the state, so
-    this normally costs nothing; a state without one gets it written here.
-    """
-    token = spec.state.next_token
-    if token:
-        return token
-    token = spec.state.new_token()
-    with interrupts.critical():
-        save_state(spec, durable=False)
-    return token
+    from seqharness.harness import SpecRun
 
 
 class Recorder(RunPlugin):
@@ -113,8 +52,6 @@ class Recorder(RunPlugin):
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_seqharness_spec_start(self, spec: SpecRun) -> None:
-        from seqharness.recovery import reconcile
-
         h = self.h
         for note in spec.store.notes:
             h.say(f"seqharness: {note}")

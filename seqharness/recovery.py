@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from seqharness.faults import fault
 from seqharness.processes import end_leftovers
-from seqharness.record import save_state, set_cell, title_key
 from seqharness.reporting import clean_text
 from seqharness.state import Plan, Running
 from seqharness.taskfile import TaskFileError
 from seqharness.taskscan import parse
+from seqharness.writes import save_state, set_cell, title_key
 
 if TYPE_CHECKING:
     from seqharness.harness import Harness, SpecRun

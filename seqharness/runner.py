@@ -24,10 +24,10 @@ from seqharness.harness import Harness, SpecRun, safe_filename, stamp
 from seqharness.outcome import FAILED, HALTED, INTERRUPTED, LIMITED, AttemptResult, Outcome
 from seqharness.processes import TOKEN_ENV
 from seqharness.prompt import PromptContext
-from seqharness.record import RunStopped, agent_token, save_state
 from seqharness.session import run_attempt
 from seqharness.state import now_iso
 from seqharness.units import Unit
+from seqharness.writes import RunStopped, agent_token, save_state
 
 #: A limit that is still there after this many waits in a row is not a
 #: limit we can wait out (a billing problem reported as one, say): halt.
