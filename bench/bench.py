@@ -671,12 +671,12 @@ class Bench:
                 (folder / "bench").mkdir(parents=True, exist_ok=True)
                 store = StateStore(folder, "bench")
                 for i in range(n):
-                    store.data["completed"].append(str(i))
-                    store.task_record(str(i)).update({
+                    store.state.add_completed([str(i)])
+                    store.state.tasks[str(i)] = {
                         "status": "passed", "attempts": 1, "last_exit": 0,
                         "last_reason": "the agent printed <promise>TASK_DONE</promise> and exited 0",
                         "transcript": f".kiro/specs/bench/.seqharness/transcripts/task-{i}-20260101T000000-a1.log",
-                        "updated_at": "2026-01-01T00:00:00+00:00"})
+                        "updated_at": "2026-01-01T00:00:00+00:00"}
                 store.save()
                 times = []
                 for _ in range(7):

@@ -1,8 +1,9 @@
 """The scanner that turns the bytes of a ``tasks.md`` into a :class:`~seqharness.taskfile.TaskFile`.
 
 It is the only code that knows the ``tasks.md`` grammar (rules R1-R10 of the
-research notes, ``kiro-grammar.md``) and it is on the hot path of every run's
-start, so it lives apart from the model it fills: :func:`parse` and
+research notes, ``kiro-grammar.md``; its line regexes and helpers are in
+:mod:`seqharness.scanrules`) and it is on the hot path of every run's start,
+so it lives apart from the model it fills: :func:`parse` and
 :func:`load` make one pass over the lines and record, for every checkbox task,
 the byte offsets of its line and status cell, its place in the tree, its body
 and its annotations (read by :mod:`seqharness.annotations`), without ever
@@ -14,7 +15,6 @@ from __future__ import annotations
 import gc
 import operator
 import os
-import re
 from itertools import accumulate, repeat
 from typing import NamedTuple
 
@@ -28,8 +28,29 @@ from seqharness.annotations import (
     derive,
     split_requirements,
 )
+from seqharness.scanrules import (
+    BAD_ID_RE,
+    BARE_CHECKBOX_RE,
+    BOM,
+    CELL_FAST,
+    CHECKBOX_ANY_RE,
+    HEADING_CLOSE_RE,
+    HEADING_RE,
+    SPECIAL_FIRST,
+    SUMMARY_RE,
+    TASK_FAST_RE,
+    TASK_FIRST,
+    TASK_RE,
+    WAVE_HEADING_RE,
+    dominant_newline,
+    front_matter_end,
+    heading_diag,
+    indent_width,
+    odd_cell,
+    text_lines,
+    unclosed,
+)
 from seqharness.taskfile import (
-    STATUS_BY_CELL,
     Diagnostic,
     Task,
     TaskFile,
@@ -39,165 +60,6 @@ from seqharness.taskfile import (
 )
 
 __all__ = ["load", "parse"]
-
-_BOM = b"\xef\xbb\xbf"
-
-
-# --------------------------------------------------------------------------- regexes
-
-_HEADING_RE = re.compile(r"(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
-_HEADING_CLOSE_RE = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
-_CHECKBOX_ANY_RE = re.compile(r"\[[ xX~/\-]\]")
-_BARE_CHECKBOX_RE = re.compile(r"\[[^\]]{1,8}\](?:[ \t]|$)")
-_HEADING_CHECKBOX_RE = re.compile(r"^(?:[-*+][ \t]+)?\[[^\]]{1,8}\]")
-_HEADING_NUMBER_RE = re.compile(r"^(?:\*\*)?(?:Task[ \t]+)?\d+(?:\.\d+)*[.:)]?(?:\*\*)?(?:[ \t]|$)")
-
-_BAD_ID_RE = re.compile(r"(?:\*\*)?\d+(?:\.\d+)*[a-z]+[.:)](?=[ \t]|$)")
-
-_SUMMARY_RE = re.compile(
-    r"^[\W\d_]*(?:(?:implementation|overall|final|project|general|additional|important)\s+)?"
-    r"(?:notes?|summary|success\s+criteria|success\s+metrics|definition\s+of\s+done|"
-    r"acceptance\s+criteria|completion\s+criteria|exit\s+criteria|"
-    r"完了条件|完了基準|注意事項|備考|备注|注意|验收标准|完成标准|总结|まとめ)(?!\w)",
-    re.IGNORECASE,
-)
-_WAVE_HEADING_RE = re.compile(r"task\s+dependency\s+graph", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _dominant_newline(data: bytes) -> bytes:
-    """The most frequent terminator (CRLF wins ties); ``b"\\n"`` for a file without one."""
-    if b"\r" not in data:  # the common case, one memchr instead of three counts
-        return b"\n"
-    crlf = data.count(b"\r\n")
-    lf = data.count(b"\n") - crlf
-    cr = data.count(b"\r") - crlf
-    if crlf == lf == cr == 0:
-        return b"\n"
-    if crlf >= lf and crlf >= cr:
-        return b"\r\n"
-    return b"\n" if lf >= cr else b"\r"
-
-
-def _one_char(cell: str) -> bool:
-    """One code point, optionally followed by the emoji variation selector U+FE0F."""
-    n = len(cell)
-    return n == 1 or (n == 2 and cell[1] == "\ufe0f")
-
-
-# --------------------------------------------------------------------------- parser
-
-# A checkbox line (R4), its id token (R5) and its title, in one match.  It runs
-# on the decoded line, but everything up to the cell is ASCII (indent, marker,
-# gap, "["), so the cell's character offset is also its byte offset; re.ASCII
-# keeps \d from matching non-ASCII digits.  A bare integer only counts as an id
-# with a terminator ("1." yes, "20 unit tests" no), inside bold ("**8**"), or
-# after a word prefix ("Task 3").
-_TASK_RE = re.compile(
-    r"([ \t]*)([-*+]|\d{1,9}[.)])[ \t]+\[([^\]]{0,40})\]"  # 1 indent, 2 marker, 3 cell
-    r"(\*|\\\*)?(?=[ \t]|$)[ \t]*"  # 4 optional marker right after the box
-    r"(?:((\*\*)?(?:(Task|TASK|Step|STEP)[ \t]+)?"  # 5 token, 6 bold, 7 word prefix
-    r"(\d+(?:\.\d+)+|[A-Z]\d+(?:\.\d+)*|\d+(?=\*?[.:)])|(?(6)\d+(?=\*\*)|(?!))|(?(7)\d+|(?!)))"  # 8
-    r"(\*(?!\*))?([.:)])?(\*\*)?(:)?)(?=[ \t]|$))?"  # 9 star, 10 terminator, 11 bold, 12 colon
-    r"[ \t]*(.*)",  # 13 title
-    re.ASCII,
-)
-# The dominant shape, ``- [ ] 1.1 Title`` / ``- [x]* 3. Title``, matched first
-# at half the cost of _TASK_RE.  Whenever it matches, _TASK_RE matches too, with
-# the same indent, cell, optional star, id, terminator and title: its first id
-# alternative is the same greedy dotted number, and a bare number followed by
-# "." is its third; the trailing "[ \t]+" stands for _TASK_RE's lookahead.
-# Anything else (other bullets, cells, bold or prefixed ids, "1.1*", "1.1:",
-# no id) fails here and takes _TASK_RE.  The test suite pins the equivalence.
-_TASK_FAST_RE = re.compile(
-    r"([ \t]*)-[ \t]+\[([ xX~/\-])\](\*)?[ \t]+(\d+(?:\.\d+)+|\d+(?=\.))(\.)?[ \t]+(.*)",
-    re.ASCII,
-)
-_CELL_FAST: dict[str, tuple[str, str]] = {k: (k, v) for k, v in STATUS_BY_CELL.items()}
-_SPECIAL_FIRST = "#`~-*+0123456789|>[<"
-_TASK_FIRST = "-*+0123456789"
-_NL_SPLIT = re.compile(r"\r\n|\r|\n").split
-
-
-def _odd_cell(
-    g: tuple[str | None, ...], lineno: int, diags: list[Diagnostic]
-) -> tuple[str, str] | None:
-    """R4.4 for cells that are not one known ASCII character; None when it is not a task.
-
-    One character (an emoji may carry U+FE0F) is a task with an unknown status.
-    A longer cell (``[搁置：]``) is a task only when an id follows; otherwise it
-    is a word in brackets (``[Vite]…``, ``[US#] label``) or an empty ``[]``.
-    """
-    cell = g[2]
-    if not cell:
-        return None
-    if not _one_char(cell) and (
-        len(cell) > 8 or g[3] is not None or g[4] is None or any(ch.isspace() for ch in cell)
-    ):
-        return None
-    diags.append(
-        Diagnostic(lineno, "unknown_status", f"unknown status cell [{cell}]; treated as not done")
-    )
-    return cell, "unknown"
-
-
-def _unclosed(diags: list[Diagnostic], wrap: Wrap) -> None:
-    ann = wrap.ann
-    diags.append(
-        Diagnostic(
-            ann.line,
-            "wrapped_annotation_unclosed",
-            f"annotation '_{ann.key}:' has no closing '_' in the task body; first line kept",
-        )
-    )
-
-
-def _heading_diag(lineno: int, text: str, diags: list[Diagnostic]) -> None:
-    if _HEADING_CHECKBOX_RE.match(text):
-        diags.append(
-            Diagnostic(
-                lineno,
-                "checkbox_in_heading",
-                f"heading holds a checkbox, not a task: {text[:60]!r}",
-            )
-        )
-    elif _HEADING_NUMBER_RE.match(text):
-        diags.append(
-            Diagnostic(
-                lineno,
-                "heading_task_number",
-                f"heading carries a task number, not a task: {text[:60]!r}",
-            )
-        )
-
-
-def _front_matter_end(tlines: list[str]) -> int:
-    """R2.1: number of front-matter lines if line 1 is ``---`` and a closer follows, else 0.
-
-    An opening ``---`` that is never closed is a thematic break, not front
-    matter; treating it as front matter would hide every task in the file.
-    """
-    if not tlines or tlines[0] != "---":
-        return 0
-    for i in range(1, len(tlines)):
-        if tlines[i] in ("---", "..."):
-            return i + 1
-    return 0
-
-
-def _text_lines(data: bytes, bom: int) -> list[str]:
-    """The decoded lines without terminators, aligned with :func:`split_lines`.
-
-    Decoding once and splitting in C is much cheaper than decoding line by line.
-    A replacement character never swallows a CR or LF (they are ASCII), so the
-    line boundaries are the same as in the bytes.
-    """
-    text = data.decode("utf-8", "replace")
-    if bom:
-        text = text[1:]
-    return _NL_SPLIT(text) if "\r" in text else text.split("\n")
 
 
 class _Scan(NamedTuple):
@@ -210,17 +72,6 @@ class _Scan(NamedTuple):
     #: tasks whose requirements/depends derive() must (re)build: the scan fills
     #: ``requirements`` itself only from the closed one-line annotation shape
     rederive: dict[int, Task]
-
-
-def _width(indent: str) -> int:
-    """Indentation width (R1.4): a space counts 1, a tab advances to the next multiple of 4.
-
-    Only used to compare lines; the original characters are never rewritten.
-    """
-    w = 0
-    for ch in indent:
-        w = (w // 4 + 1) * 4 if ch == "\t" else w + 1
-    return w
 
 
 def _scan(data: bytes) -> _Scan:
@@ -240,8 +91,8 @@ def _scan(data: bytes) -> _Scan:
     req_cache: dict[str, tuple[str, ...]] = {}
     if not data:
         return _Scan(tasks, diags, prose, waves, rederive)
-    bom = 3 if data.startswith(_BOM) else 0
-    tlines = _text_lines(data, bom)
+    bom = 3 if data.startswith(BOM) else 0
+    tlines = text_lines(data, bom)
     # offsets[i] is the byte offset of line i+1; a line's bytes are
     # data[offsets[i]:offsets[i + 1]] (the last slice may run past the end).
     if not bom and data.isascii() and b"\r" not in data:
@@ -253,7 +104,7 @@ def _scan(data: bytes) -> _Scan:
         offsets = list(accumulate(map(len, split_lines(data)), initial=0))
     if tlines[-1] == "":
         tlines.pop()  # "a\n".split("\n") has a trailing ""; a BOM-only file has no line
-    skip = _front_matter_end(tlines)
+    skip = front_matter_end(tlines)
     # sections (R3)
     headings: list[tuple[int, str]] = []
     section: tuple[str, ...] = ()
@@ -270,11 +121,11 @@ def _scan(data: bytes) -> _Scan:
     fence_ch = ""
     region_owner: Task | None = None
     capture: list[str] | None = None
-    task_match = _TASK_RE.match
-    task_fast = _TASK_FAST_RE.match
-    cell_fast = _CELL_FAST
-    special = _SPECIAL_FIRST
-    task_first = _TASK_FIRST
+    task_match = TASK_RE.match
+    task_fast = TASK_FAST_RE.match
+    cell_fast = CELL_FAST
+    special = SPECIAL_FIRST
+    task_first = TASK_FIRST
     ann_fast = FAST_LINE_RE.match
     key_cache = KEY_CACHE
     for lineno, t in enumerate(tlines[skip:] if skip else tlines, skip + 1):
@@ -306,7 +157,7 @@ def _scan(data: bytes) -> _Scan:
                 if "[" in s:
                     m = task_fast(t)
                     if m is not None:
-                        # the dominant shape; same result as _TASK_RE (see _TASK_FAST_RE)
+                        # the dominant shape; same result as TASK_RE (see TASK_FAST_RE)
                         gi, cell, star, tid, dot, title = m.groups()
                         cs = cell_fast[cell]
                         title = title.strip()
@@ -318,7 +169,7 @@ def _scan(data: bytes) -> _Scan:
                         m = task_match(t)
                         if m is not None:
                             g = m.groups()
-                            cs = cell_fast.get(g[2]) or _odd_cell(g, lineno, diags)
+                            cs = cell_fast.get(g[2]) or odd_cell(g, lineno, diags)
                             if cs is not None:
                                 gi = g[0]
                                 cpos = m.start(3)
@@ -331,7 +182,7 @@ def _scan(data: bytes) -> _Scan:
                                         optional = True
                                 else:
                                     tid = raw_id = None
-                                    if title[:1] in "*0123456789" and title and _BAD_ID_RE.match(title):
+                                    if title[:1] in "*0123456789" and title and BAD_ID_RE.match(title):
                                         diags.append(
                                             Diagnostic(
                                                 lineno,
@@ -353,7 +204,7 @@ def _scan(data: bytes) -> _Scan:
                                         )
                                     )
                     if cs is not None:
-                        w = _width(gi) if "\t" in gi else len(gi)
+                        w = indent_width(gi) if "\t" in gi else len(gi)
                         line_start = offsets[lineno - 1]
                         raw = data[line_start : offsets[lineno]]
                         # The text before the cell is ASCII: char offset == byte offset.
@@ -363,7 +214,7 @@ def _scan(data: bytes) -> _Scan:
                         else:  # measure in the bytes: an invalid byte decodes to 3
                             cell_end = line_start + raw.index(b"]", cell_start - line_start)
                         if wrap is not None:
-                            _unclosed(diags, wrap)
+                            unclosed(diags, wrap)
                             wrap = None
                         while st and st[-1].indent >= w:
                             st.pop()
@@ -422,10 +273,10 @@ def _scan(data: bytes) -> _Scan:
                     n = len(s) - len(s.lstrip(c))
                     if not (c == "`" and "`" in s[n:]):
                         ind = len(t) - len(s)
-                        width = _width(t[:ind]) if "\t" in t[:ind] else ind
+                        width = indent_width(t[:ind]) if "\t" in t[:ind] else ind
                         region, fence_ch, fence_len, region_start = 1, c, n, lineno
                         if wrap is not None:
-                            _unclosed(diags, wrap)
+                            unclosed(diags, wrap)
                             wrap = None
                         while st and st[-1].indent >= width:
                             st.pop()
@@ -439,36 +290,36 @@ def _scan(data: bytes) -> _Scan:
                         continue
             elif c == "#":
                 # ---- heading (R3)
-                hm = _HEADING_RE.match(s) if len(t) - len(s) <= 3 and "\t" not in t[:4] else None
+                hm = HEADING_RE.match(s) if len(t) - len(s) <= 3 and "\t" not in t[:4] else None
                 if hm is not None:
                     level = len(hm.group(1))
                     text = hm.group(2) or ""
                     if "#" in text:
-                        text = _HEADING_CLOSE_RE.sub("", text)
+                        text = HEADING_CLOSE_RE.sub("", text)
                     text = text.strip()
                     while headings and headings[-1][0] >= level:
                         headings.pop()
                     headings.append((level, text))
                     section = tuple(h for _, h in headings)
-                    in_summary = any(_SUMMARY_RE.match(h) for h in section)
-                    in_wave = any(_WAVE_HEADING_RE.search(h) for h in section)
+                    in_summary = any(SUMMARY_RE.match(h) for h in section)
+                    in_wave = any(WAVE_HEADING_RE.search(h) for h in section)
                     st.clear()
                     section_ids.clear()
                     pending.clear()
                     last_owner = None
                     if wrap is not None:
-                        _unclosed(diags, wrap)
+                        unclosed(diags, wrap)
                         wrap = None
                     if "[" in text or text[:1] in "*T0123456789":
-                        _heading_diag(lineno, text, diags)
+                        heading_diag(lineno, text, diags)
                     if "<!--" in s and "-->" not in s[s.rfind("<!--") :]:
                         region, region_start, region_owner = 2, lineno, None
                     continue
             elif c == "|" or c == ">":  # table row, blockquote: never a task (R2.4, R2.5)
-                if "[" in s and _CHECKBOX_ANY_RE.search(s):
+                if "[" in s and CHECKBOX_ANY_RE.search(s):
                     code = "checkbox_in_table" if c == "|" else "checkbox_in_blockquote"
                     diags.append(Diagnostic(lineno, code, "checkbox here is not a task"))
-            elif c == "[" and _BARE_CHECKBOX_RE.match(s):
+            elif c == "[" and BARE_CHECKBOX_RE.match(s):
                 # "[x] **T1.1** …": GFM renders no checkbox without a list marker
                 diags.append(
                     Diagnostic(
@@ -478,7 +329,7 @@ def _scan(data: bytes) -> _Scan:
         # ---- body text (R7): owned by the innermost open task indented less
         ind = len(t) - len(s)
         if ind:
-            width = ind if "\t" not in t else _width(t[:ind])
+            width = ind if "\t" not in t else indent_width(t[:ind])
         else:
             width = 0
         if st:
@@ -497,7 +348,7 @@ def _scan(data: bytes) -> _Scan:
                 region, region_start, region_owner = 2, lineno, owner
             if s.startswith("<!--"):
                 if wrap is not None:
-                    _unclosed(diags, wrap)
+                    unclosed(diags, wrap)
                     wrap = None
                 if owner is not None:
                     owner.details.extend(pending)
@@ -507,7 +358,7 @@ def _scan(data: bytes) -> _Scan:
                 continue
         if owner is None:
             if wrap is not None:
-                _unclosed(diags, wrap)
+                unclosed(diags, wrap)
                 wrap = None
             if pending:
                 pending.clear()
@@ -529,7 +380,7 @@ def _scan(data: bytes) -> _Scan:
                 else:
                     wrap.parts.append(piece)
                 continue
-            _unclosed(diags, wrap)
+            unclosed(diags, wrap)
             wrap = None
         if "_" in s[:6]:
             m = ann_fast(s)
@@ -559,7 +410,7 @@ def _scan(data: bytes) -> _Scan:
             wrap = annotate(owner, s, lineno, width, True, prose)
             rederive[owner.index] = owner
     if wrap is not None:
-        _unclosed(diags, wrap)
+        unclosed(diags, wrap)
     if region == 1:
         diags.append(
             Diagnostic(
@@ -606,7 +457,7 @@ def parse(data: bytes, path: str = "tasks.md") -> TaskFile:
         if gc_was_enabled:
             gc.enable()
     return TaskFile(
-        path=path, data=data, tasks=sc.tasks, diagnostics=sc.diags, newline=_dominant_newline(data)
+        path=path, data=data, tasks=sc.tasks, diagnostics=sc.diags, newline=dominant_newline(data)
     )
 
 

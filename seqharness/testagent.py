@@ -30,8 +30,8 @@ import shlex
 import sys
 import time
 
-DONE_TAG = "<promise>TASK_DONE</promise>"
-HALT_TAG = "<promise>HALT</promise>"
+from seqharness.signals import DONE_TAG, HALT_TAG
+
 DEFAULT_QUESTION = "Which database should I use, PostgreSQL or SQLite?"
 SCRIPT_ENV = "SEQHARNESS_TESTAGENT"
 LOG_ENV = "SEQHARNESS_TESTAGENT_LOG"

@@ -222,3 +222,17 @@ def test_tmux_needs_a_tmux_project(seqharness_project: SpecProject) -> None:
     assert not any(k.startswith(("PYTEST_", "TMUX")) for k in seqharness_project.env)
     with pytest.raises(ValueError, match="seqharness_tmux_project"):
         seqharness_project.tmux("list-sessions")
+
+
+def test_the_readme_example_runs_as_written(pytester: pytest.Pytester) -> None:
+    """The README's "Testing your conftest.py" example, with the team-rules
+    template as the conftest under test, passes in a user's project."""
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    start = readme.index("# tests/test_seqharness_setup.py")
+    example = readme[start:readme.index("```", start)]
+    (pytester.path / "conftest.py").write_text((repo / "conftest_templates" / "team_prompt.py").read_text())
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_seqharness_setup.py").write_text(example)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    result.assert_outcomes(passed=2)
