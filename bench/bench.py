@@ -26,7 +26,10 @@ Figures (see bench/README.md for the method of each):
 4. streaming: one task whose agent prints 100 MiB against a raw ``os.read``
    loop on a PTY: MiB/s and the seqharness process's peak RSS;
 5. parsing and selection: ``seqharness.taskfile.parse`` and ``--co -q`` on
-   1k/10k/100k tasks, and the per-task slope at 50 vs 500 tasks (linearity).
+   1k/10k/100k tasks, and the per-task slope at 50 vs 500 tasks (linearity);
+6. the verification gate's own overhead: the figure-1 slope with
+   ``--verify true`` against the same run without ``--verify``, and the floor
+   of the check, ``subprocess.run(["true"])`` timed in a loop in this process.
 
 Exit status: 0 when every correctness check passed (tasks passed, signals
 detected, the long tmux run completed); goals met or missed are reported, not
@@ -692,11 +695,96 @@ class Bench:
         return out
 
 
+    # -- figure 6 ------------------------------------------------------------
+    def gate_run(self, n: int, *, verify: bool) -> float:
+        """A figure-1 run of *n* tasks, with ``--verify true`` or without; checks (untimed)
+        that the gate ran exactly once per task, or not at all."""
+        seconds = self.seqharness_run(n, extra=["--verify", "true"] if verify else None)
+        spec = self.tmp / "s" / ".kiro" / "specs" / specgen.SPEC_NAME
+        logs = sorted((spec / ".seqharness" / "transcripts").glob("*.log"))
+        texts = [log.read_text(errors="replace") for log in logs]
+        gated = sum(t.count("--- seqharness: verifying: true ---") for t in texts)
+        passed = sum(t.count("--- seqharness: verification passed:") for t in texts)
+        if verify and (len(logs) != n or gated != n or passed != n):
+            raise BenchError(f"--verify true run of {n} tasks: {len(logs)} transcripts, the gate ran "
+                             f"{gated} times and passed {passed} times (expected {n} each)")
+        if not verify and gated:
+            raise BenchError(f"run of {n} tasks without --verify: the gate ran {gated} times")
+        return seconds
+
+    def spawn_floor(self, count: int) -> float:
+        """Seconds per ``subprocess.run(["true"])``, *count* of them back to back, in this process."""
+        start = time.perf_counter()
+        for _ in range(count):
+            if subprocess.run(["true"], check=False).returncode != 0:
+                raise BenchError("`true` did not exit 0")
+        return (time.perf_counter() - start) / count
+
+    def run_check_floor(self, count: int) -> float | None:
+        """Diagnostic: seconds per ``seqharness.verify.run_check(["true"])`` (what the gate
+        calls: pipe, poll loop, own session, transcript writes), in this process."""
+        try:
+            from seqharness.verify import run_check
+        except ImportError:
+            return None
+        folder = self.tmp / "run_check"
+        folder.mkdir(exist_ok=True)
+        transcript = folder / "transcript.log"
+        transcript.write_bytes(b"")
+        env = dict(self.env)
+        start = time.perf_counter()
+        for _ in range(count):
+            check = run_check(["true"], cwd=folder, transcript=transcript, timeout=60, env=env)
+            if not check.ok:
+                raise BenchError(f"run_check(['true']): {check.summary()}")
+        return (time.perf_counter() - start) / count
+
+    def figure6(self) -> None:
+        n = 20 if self.quick else 50
+        reps = self.reps(7, 3)
+        spawns = 100 if self.quick else 200
+        say(f"\n6. Verification gate: per-task slope between 1-task and {n}-task runs with "
+            f"`--verify true` and without, ms/task; floor: subprocess.run([\"true\"]) x {spawns} "
+            f"in this process ({reps} rounds V, S, F, C)")
+        vals = self.interleave({
+            "--verify true": lambda: self.slope(lambda k: self.gate_run(k, verify=True), 1, n),
+            "no --verify": lambda: self.slope(lambda k: self.gate_run(k, verify=False), 1, n),
+            "spawn floor": lambda: self.spawn_floor(spawns),
+            "run_check": lambda: self.run_check_floor(spawns) or 0.0,
+        }, reps, "fig 6", warmup={"--verify true": lambda: self.gate_run(1, verify=True),
+                                  "no --verify": lambda: self.gate_run(1, verify=False),
+                                  "spawn floor": lambda: self.spawn_floor(spawns),
+                                  "run_check": lambda: self.run_check_floor(spawns) or 0.0})
+        v, s, f, c = vals["--verify true"], vals["no --verify"], vals["spawn floor"], vals["run_check"]
+        gate = summary([x - y for x, y in zip(v, s)])
+        r_vs = ratio(v, s)
+        floor = summary(f)
+        r_gf = ratio([x - y for x, y in zip(v, s)], f)
+        say(f"   --verify true       {fmt(summary(v), 1000, unit='ms/task')}")
+        say(f"   no --verify         {fmt(summary(s), 1000, unit='ms/task')}")
+        say(f"   gate overhead       {fmt(gate, 1000, digits=2, unit='ms/task')}")
+        say(f"   ratio with/without  {fmt(r_vs, digits=3)}")
+        say(f"   spawn floor         {fmt(floor, 1000, digits=2, unit='ms per spawn of true')}")
+        say(f"   overhead / floor    {fmt(r_gf, digits=2)}")
+        fig = {"tasks": n, "spawns_per_round": spawns, "verify_s": summary(v), "plain_s": summary(s),
+               "gate_s": gate, "ratio": r_vs, "spawn_floor_s": floor, "gate_over_floor": r_gf}
+        if any(c):
+            run_check = summary(c)
+            say(f"   run_check(['true']) {fmt(run_check, 1000, digits=2, unit='ms per call')} "
+                f"(diagnostic: the gate's own spawn, pipe, poll and transcript writes)")
+            fig["run_check_s"] = run_check
+        self.results["figures"]["6"] = fig
+        target = 1.3 * floor["median"] * 1000 + 2.0
+        self.goal("fig6_gate_ms", f"6 gate overhead per task <= 1.3 x spawn floor "
+                  f"({floor['median'] * 1000:.2f} ms) + 2 ms", gate["median"] * 1000, "<=",
+                  round(target, 2), " ms")
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds, small sizes (CI)")
-    ap.add_argument("--only", default="1,2,3,4,5", help="figures to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="figures to run, e.g. 1,3")
     ap.add_argument("--reps", type=int, default=None, help="rounds per figure (overrides the mode)")
     ap.add_argument("--json", default=None, help="write every figure, goal and check to this file")
     ap.add_argument("--tmp", default=None, help="where the scratch folder goes (default: the system's)")
@@ -720,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  {'agent':<26} {shlex.join(bench.agent)} PROMPT_FILE (about 20 lines + the signal, exit 0)")
     started = time.perf_counter()
     figures = {"1": bench.figure1, "2": bench.figure2, "3": bench.figure3, "4": bench.figure4,
-               "5": bench.figure5}
+               "5": bench.figure5, "6": bench.figure6}
     code = 0
     try:
         for key in [k.strip() for k in opts.only.split(",") if k.strip()]:

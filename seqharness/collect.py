@@ -150,6 +150,9 @@ class TaskItem(pytest.Item):
         body = f"attempts: {len(result.attempts)}"
         if last is not None:
             body += f"\ntranscript: {spec.rel(last.transcript)}"
+        details = clean_text(result.outcome.details or "")
+        if details.strip():
+            body += "\n--- last lines of the check's output ---\n" + details.rstrip()
         if tail.strip():
             body += "\n--- last lines of the agent's output ---\n" + tail.rstrip()
         if result.outcome.kind == HALTED:

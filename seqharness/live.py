@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from seqharness.harness import RunPlugin
 from seqharness.signals import strip_ansi
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich is imported only when the view is shown (start-up time)
+    from rich.console import Console
+    from rich.live import Live
+
     from seqharness.attempt import Attempt, Wait
 
 _SYMBOL = {
@@ -91,6 +90,8 @@ class LiveView(RunPlugin):
             if tw is not None and wanted(self.h.settings.live, getattr(tw, "_file", None)):
                 self.tw = tw
                 self.file = getattr(tw, "_file", None) or sys.stdout
+                from rich.console import Console
+
                 self.console = Console(file=self.file, force_terminal=True)
         return self.console is not None
 
@@ -123,6 +124,8 @@ class LiveView(RunPlugin):
             return
         self.file.write("\n")
         self.file.flush()
+        from rich.live import Live
+
         self.live = Live(get_renderable=self.render, console=self.console, transient=True,
                          refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
         self.live.start()
@@ -138,6 +141,10 @@ class LiveView(RunPlugin):
         self.file.flush()
 
     def render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table.grid(padding=(0, 1))
         table.add_column(width=2)
         table.add_column(no_wrap=True)

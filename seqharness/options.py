@@ -77,6 +77,12 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--limit-wait-default", dest="sh_limit_wait_default", type=float, default=900,
                     metavar="SECONDS",
                     help="wait after a usage limit whose reset time is not given (default 900)")
+    group.addoption("--verify", dest="sh_verify", default=None, metavar="CMD",
+                    help="after an agent says done, run CMD in the workdir (split like a shell, never run "
+                         "by one); the task passes only if CMD exits 0, e.g. --verify 'python -m pytest -q -x'. "
+                         "ini: seqharness_verify")
+    group.addoption("--verify-timeout", dest="sh_verify_timeout", type=float, default=None,
+                    metavar="SECONDS", help="longest run of the --verify command (default 900)")
     group.addoption("--live", dest="sh_live", choices=("auto", "on", "off"), default="auto",
                     help="rich live view: auto (only on a terminal), on, off")
     group.addoption("--strict-spec-paths", dest="sh_strict_paths", action="store_true", default=False,
@@ -85,6 +91,7 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("seqharness_delay", "default --delay", default="0")
     parser.addini("seqharness_max_iterations", "default --max-iterations", default="50")
     parser.addini("seqharness_retries", "default --task-retries", default="0")
+    parser.addini("seqharness_verify", "default --verify", default=None)
     parser.addini("seqharness_routes", "routing rules, one per line: 'type:ui = gemini', "
                   "'title:/login/ = claude'", type="linelist", default=[])
 
@@ -119,6 +126,8 @@ class Settings:
     assign_map: str | None = None
     assign_timeout: float = 300.0
     question_idle: float | None = 120.0
+    verify: str | None = None
+    verify_timeout: float = 900.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -163,6 +172,8 @@ class Settings:
             assign_map=opt.sh_assign_map,
             assign_timeout=opt.sh_assign_timeout,
             question_idle=opt.sh_question_idle or None,
+            verify=opt.sh_verify or ini("seqharness_verify"),
+            verify_timeout=opt.sh_verify_timeout if opt.sh_verify_timeout is not None else 900.0,
         )
         counts: tuple[tuple[str, float], ...] = (
             ("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
@@ -170,7 +181,8 @@ class Settings:
         for name, count in counts:
             if count < 0:
                 raise pytest.UsageError(f"{name} must not be negative, got {count:g}")
-        for name, limit in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout)):
+        for name, limit in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout),
+                            ("--verify-timeout", settings.verify_timeout)):
             if limit is not None and limit <= 0:
                 raise pytest.UsageError(f"{name} must be positive, got {limit:g}")
         return settings

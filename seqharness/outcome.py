@@ -49,6 +49,7 @@ class Outcome:
     reason: str                 # one line, for reports
     question: str | None = None  # what a halting agent asked
     resume_at: float | None = None  # LIMITED: epoch seconds of the reset, None if not given
+    details: str | None = None  # longer text for reports and the next prompt (a check's output tail)
 
 
 def interpret(result: AttemptResult, *, trust_exit_code: bool = False) -> Outcome:

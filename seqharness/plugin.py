@@ -18,6 +18,7 @@ here under a name that ``-p no:NAME`` blocks:
 ``seqharness.assign``       LLM assignment (``trylast``)
 ``seqharness.backends``     ``cmd:`` and the built-in CLI profiles
 ``seqharness.outcome``      the backend's reading of an attempt (``trylast``)
+``seqharness.verify``       ``--verify CMD``: the team's check after the agent says done
 ``seqharness.skips``        the built-in reasons to skip a unit (``trylast``)
 ==========================  =====================================================
 
@@ -92,10 +93,12 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
     from seqharness.record import Recorder
     from seqharness.routing import Routes
     from seqharness.tmuxview import TmuxPlugin
+    from seqharness.verify import VerifyGate
 
     builtins: list[tuple[str, object]] = [
         ("seqharness.backends", backends),
         ("seqharness.outcome", BackendVerdict()),
+        ("seqharness.verify", VerifyGate()),
         ("seqharness.skips", BuiltinSkips()),
         ("seqharness.prompt", prompt),
         ("seqharness.routes", Routes()),

@@ -37,6 +37,8 @@ class ProgressEntry:
     transcript: str
     attempt: int
     backend: str
+    details: str = ""   # e.g. the failed verification's output tail
+
 
     def render(self) -> str:
         title = " ".join(self.title.split())[:200]
@@ -50,7 +52,11 @@ class ProgressEntry:
             f"- exit code: {self.exit_code if self.exit_code is not None else '-'}\n"
             f"- message: {message}\n"
             f"- transcript: {self.transcript}\n\n"
-        )
+        ) + (self._details() if self.details.strip() else "")
+
+    def _details(self) -> str:
+        lines = self.details.rstrip().splitlines()[-20:]
+        return "```\n" + "\n".join(line.replace("```", "` ` `") for line in lines) + "\n```\n\n"
 
 
 class ProgressLog:
@@ -88,7 +94,7 @@ class ProgressPlugin(RunPlugin):
                 outcome=outcome.kind.upper(), started_at=attempt.started_at, duration=attempt.elapsed,
                 exit_code=result.exit_status if result is not None else None, message=outcome.reason,
                 transcript=spec.rel(attempt.transcript), attempt=attempt.number,
-                backend=attempt.backend.describe(),
+                backend=attempt.backend.describe(), details=outcome.details or "",
             ))
         except OSError as exc:
             self.h.say_once(f"progress:{log.path}",

@@ -35,6 +35,7 @@ class PromptContext:
     include_optional: bool = False
     attempt: int = 1
     previous_failure: str | None = None
+    previous_details: str | None = None  # e.g. the failed verification's output tail
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -93,6 +94,11 @@ def build_prompt(unit: Unit, ctx: PromptContext) -> str:
     if ctx.attempt > 1:
         lines.append(f"This is attempt {ctx.attempt}. The previous attempt did not complete:")
         lines.append(f"  {ctx.previous_failure or 'no reason recorded'}")
+        if ctx.previous_details:
+            lines.append("Its last lines of output (fix what they show):")
+            lines.append("```")
+            lines.extend(ctx.previous_details.rstrip().splitlines())
+            lines.append("```")
         lines.append("")
     lines.append("Rules:")
     lines.append("- Work on this task and its subtasks only; do not start other tasks.")

@@ -44,7 +44,7 @@ def run_unit(h: Harness, spec: SpecRun, unit: Unit) -> UnitResult:
     """
     settings = h.settings
     attempts: list[Attempt] = []
-    previous: str | None = None
+    previous: Outcome | None = None
     number = 1
     backend = choose_backend(h, spec, unit)
     limits = 0
@@ -78,7 +78,7 @@ def run_unit(h: Harness, spec: SpecRun, unit: Unit) -> UnitResult:
         limits = 0
         if outcome.kind != FAILED:
             return UnitResult(outcome, attempts, backend)
-        previous = outcome.reason
+        previous = outcome
         number += 1
     last = attempts[-1].outcome
     assert last is not None
@@ -186,7 +186,7 @@ def _next_transcript(spec: SpecRun, unit: Unit, attempt: int) -> Path:
     return spec.transcripts_dir / f"task-{safe_filename(unit.name)}-{stamp()}-a{attempt}.log"
 
 
-def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: str | None,
+def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: Outcome | None,
              backend: Backend) -> Attempt:
     settings = h.settings
     try:
@@ -196,7 +196,9 @@ def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: str |
                          f"{exc.strerror or exc}") from None
     context = PromptContext(
         spec_name=spec.name, spec_dir=spec.spec_dir, workdir=spec.workdir,
-        include_optional=settings.include_optional, attempt=number, previous_failure=previous,
+        include_optional=settings.include_optional, attempt=number,
+        previous_failure=previous.reason if previous is not None else None,
+        previous_details=previous.details if previous is not None else None,
     )
     prompt = h.hook.pytest_seqharness_build_prompt(spec=spec, unit=unit, context=context)
     if not isinstance(prompt, str):
@@ -218,7 +220,7 @@ def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: str |
         spec=spec, unit=unit, number=number, iteration=h.attempts_run, backend=backend,
         transcript=transcript, prompt_file=prompt_file, prompt=prompt,
         token=agent_token(spec),  # step 0: already on disk (see seqharness.record)
-        previous_failure=previous, original_cell=unit.head.cell, started_at=now_iso(), reader=reader,
+        previous_failure=context.previous_failure, original_cell=unit.head.cell, started_at=now_iso(), reader=reader,
     )
     h.hook.pytest_seqharness_invocation(attempt=attempt, invocation=invocation)
     try:
@@ -242,7 +244,11 @@ def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: str |
     if reader is not None:
         reader.close()
     attempt.result = result
-    outcome = h.hook.pytest_seqharness_decide_outcome(attempt=attempt, result=result)
+    try:
+        outcome = h.hook.pytest_seqharness_decide_outcome(attempt=attempt, result=result)
+    except KeyboardInterrupt:  # e.g. during a verification command
+        _record(h, attempt, Outcome(INTERRUPTED, "interrupted by the user"))
+        raise
     if outcome is None:
         outcome = Outcome(FAILED, "no plugin decided the outcome (is seqharness.outcome disabled?)")
     _record(h, attempt, outcome)

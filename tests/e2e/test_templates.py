@@ -53,3 +53,14 @@ def test_team_prompt_template(project: SpecProject) -> None:
     assert res.ret == 0, res.output
     prompt = next((spec / ".seqharness" / "transcripts").glob("*.prompt.md")).read_text()
     assert "Write the failing test first" in prompt and "Task id: 1" in prompt
+
+
+def test_verify_tests_template(project: SpecProject, tmp_path: Path) -> None:
+    """A task's own _Verify: check gates it; the others run the default check."""
+    project.spec("feature", "- [ ] 1. One\n  - _Verify: false_\n- [ ] 2. Two\n")
+    _install(project, "verify_tests.py", {'VERIFY = "python -m pytest -q -x"': 'VERIFY = "true"'})
+    res = project.run(".kiro/specs/feature", "--maxfail", "2")
+    res.assert_failed(1)
+    assert "task 1 failed: verification failed: false: exit 1" in res.output
+    state = project.spec_state("feature")
+    assert state["tasks"]["1"]["status"] == "failed" and state["completed"] == ["2"]
