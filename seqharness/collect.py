@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -36,6 +37,7 @@ from seqharness.units import Unit, build_units
 from seqharness.writes import RunStopped
 
 SPEC_ERRORS = pytest.StashKey[list[str]]()
+_MARKERS = pytest.StashKey[set[str]]()
 
 
 def record_error(config: pytest.Config, message: str) -> None:
@@ -104,6 +106,12 @@ class TaskItem(pytest.Item):
                 self.extra_keyword_matches.add(task.id)
         if unit.optional:
             self.add_marker("optional")
+        declared = self.config.stash.setdefault(_MARKERS, set())
+        for name in unit_markers(unit, spec_run.state.assignments.get(unit.name)):
+            if name not in declared:  # so pytest does not warn about an unknown marker
+                declared.add(name)
+                self.config.addinivalue_line("markers", f"{name}: a task type or _Tags:_ value")
+            self.add_marker(name)
 
     @property
     def harness(self) -> Harness:
@@ -170,6 +178,26 @@ class TaskItem(pytest.Item):
         if isinstance(exc, TaskFailed):
             return TaskRepr(exc.headline, exc.body, str(self.path), self.unit.head.line)
         return super().repr_failure(excinfo)
+
+
+_MARKER_UNSAFE = re.compile(r"\W+")
+
+
+def unit_markers(unit: Unit, assignment: dict[str, Any] | None) -> list[str]:
+    """Markers for ``-m``: the task's type (``_Type: ui_``, or the type an
+    ``--assign-backend`` call gave it) and its ``_Tags: a, b_``, as identifiers."""
+    words: list[str] = []
+    for ann in unit.head.annotations:
+        if ann.norm in ("type", "task type", "tags", "tag"):
+            words.extend(re.split(r"[,\s]+", ann.value))
+    if isinstance(assignment, dict) and isinstance(assignment.get("type"), str):
+        words.append(assignment["type"])
+    names: list[str] = []
+    for word in words:
+        name = _MARKER_UNSAFE.sub("_", word.strip().strip("`*").lower()).strip("_")
+        if name and not name[0].isdigit() and name not in names:
+            names.append(name)
+    return names
 
 
 class BuiltinSkips(RunPlugin):

@@ -8,6 +8,7 @@ here under a name that ``-p no:NAME`` blocks:
 
 ==========================  =====================================================
 ``seqharness.state``        the state file and checkboxes (crash-safe write order)
+``seqharness.boxes``        restores task lines of tasks.md an agent changed
 ``seqharness.progress``     the progress log
 ``seqharness.tmux``         a tmux window per attempt
 ``seqharness.live``         the rich live view on a terminal
@@ -87,6 +88,7 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
     unregisters one (given before or after ``-p seqharness.plugin``)."""
     from seqharness import backends, prompt, reporting
     from seqharness.assign import Assignment
+    from seqharness.boxes import BoxGuard
     from seqharness.junit import JunitFacts
     from seqharness.live import LiveView
     from seqharness.progress import ProgressPlugin
@@ -105,6 +107,7 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
         ("seqharness.assign", Assignment()),
         ("seqharness.reporting", reporting),
         ("seqharness.state", Recorder()),
+        ("seqharness.boxes", BoxGuard()),
         ("seqharness.progress", ProgressPlugin()),
         ("seqharness.junit", JunitFacts()),
         ("seqharness.live", LiveView()),

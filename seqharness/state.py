@@ -56,6 +56,7 @@ class TaskRecord(TypedDict, total=False):
     title: str
     title_sha: str              # tells a renumbered task from a different one
     keys: list[str]             # the completed keys a pass added
+    commit: str                 # the git commit of a passed task (--git)
 
 
 class Running(TypedDict, total=False):
@@ -248,6 +249,11 @@ class SpecState:
         self.new_token()
         if halted:
             self.mark_halted(unit_name, halt_question)
+
+    def record_commit(self, unit_name: str, sha: str) -> None:
+        """The commit that holds a passed unit's work (``--git``)."""
+        record = self.tasks.setdefault(unit_name, TaskRecord())
+        record["commit"] = sha
 
     def mark_halted(self, unit_name: str, question: str | None) -> None:
         self.halted = True
