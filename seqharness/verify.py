@@ -105,8 +105,11 @@ def run_check(argv: list[str], *, cwd: Path, transcript: Path, timeout: float,
                 tail += chunk
                 if len(tail) > TAIL_BYTES:
                     del tail[:-TAIL_BYTES]
+            if not timed_out:
+                # Its output ended; it may still be finishing (or closed its output early).
+                timed_out = not _wait(proc, deadline)
         finally:
-            if timed_out or proc.poll() is None:
+            if timed_out or proc.poll() is None:  # the timeout, or Ctrl-C
                 _end_group(proc)
             proc.wait()
             proc.stdout.close()
@@ -116,6 +119,31 @@ def run_check(argv: list[str], *, cwd: Path, transcript: Path, timeout: float,
         out.write(f"--- seqharness: verification {'passed' if check.ok else 'failed'}: "
                   f"{check.summary()} ---\n".encode())
     return check
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait for *proc* to exit until *deadline*; True if it did.
+
+    A pidfd wakes us the moment it exits; ``Popen.wait(timeout)`` would poll
+    in growing sleeps (about 1 ms per check of a quick command).
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            return False
+        proc.wait()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:

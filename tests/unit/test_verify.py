@@ -61,3 +61,9 @@ def test_the_tail_is_bounded_whatever_the_output(tmp_path: Path) -> None:
 def test_a_missing_program_is_a_failed_check(tmp_path: Path) -> None:
     check, _ = _run(["surely-not-a-program-xyz"], tmp_path)
     assert not check.ok and check.exit_code is None and check.summary().startswith("cannot run it:")
+
+
+def test_a_check_that_closes_its_output_early_is_waited_for(tmp_path: Path) -> None:
+    check, _ = _run(["sh", "-c", "echo bye; exec >/dev/null 2>&1; sleep 0.3; exit 0"], tmp_path)
+    assert check.ok, check.summary()
+    assert check.tail == "bye" and check.duration >= 0.3
