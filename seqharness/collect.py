@@ -57,7 +57,7 @@ class SpecFile(pytest.File):
         try:
             try:
                 spec_run = self._spec_run(harness)
-            except (SpecError, TaskFileError, StateError) as exc:
+            except (SpecError, TaskFileError, StateError, pytest.UsageError) as exc:
                 record_error(config, str(exc))
                 return
             items = [TaskItem.from_parent(self, name=unit.name, unit=unit, spec_run=spec_run)
@@ -84,6 +84,7 @@ class SpecFile(pytest.File):
             spec_dir.resolve(), rootdir)
         run = SpecRun(
             spec_dir=spec_dir, tasks_path=path, taskfile=taskfile, units=units, workdir=workdir,
+            settings=harness.settings.for_spec(spec_dir),
             store=StateStore(spec_dir.parent, spec_dir.name),
             lock=RunLock(spec_dir / ".seqharness" / "run.lock"), run_dir=spec_dir / ".seqharness",
         )
@@ -210,7 +211,7 @@ class BuiltinSkips(RunPlugin):
 
 def skip_reason(h: Harness, spec: SpecRun, unit: Unit) -> str | None:
     """Why *unit* is not run now, or None to run it."""
-    settings = h.settings
+    settings = spec.settings
     if spec.state.is_completed(unit.name):
         return "already complete (recorded in state)"
     if unit.done_in_file(settings.include_optional):
@@ -222,7 +223,7 @@ def skip_reason(h: Harness, spec: SpecRun, unit: Unit) -> str | None:
     if h.budget.exhausted:
         if h.budget_spent_at is None:
             h.budget_spent_at = unit.name
-        return f"iteration budget spent (--max-iterations {settings.max_iterations})"
+        return f"iteration budget spent (--max-iterations {h.settings.max_iterations})"
     for dep in unit.depends_on:
         if spec.state.is_completed(dep.name) or dep.done_in_file(settings.include_optional):
             continue

@@ -57,11 +57,13 @@ class SpecRun:
     taskfile: TaskFile
     units: list[Unit]
     workdir: Path
+    settings: Settings                 # the run's, with the spec folder's seqharness.toml over them
     store: StateStore
     lock: RunLock
     run_dir: Path                      # <spec>/.seqharness
     status: dict[str, str] = field(default_factory=dict)   # unit name -> outcome this run
     prepared: bool = False
+    backend: Backend | None = None     # its own default backend (seqharness.toml), if any
 
     @property
     def name(self) -> str:

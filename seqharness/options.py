@@ -11,15 +11,34 @@ natural name clashes with a popular plugin are registered under a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
+
+from seqharness.config import PROJECT_KEYS, SPEC_CONFIG, SPEC_KEYS, read_settings
 
 GRANULARITIES = ("parent", "leaf")
 
 
+#: dest -> default of every option registered here: an option whose value
+#: differs was given on the command line, and beats the configuration files.
+DEFAULTS: dict[str, object] = {}
+
+
+class _Recording:
+    """pytest's option group, noting each option's default in :data:`DEFAULTS`."""
+
+    def __init__(self, group: pytest.OptionGroup) -> None:
+        self.group = group
+
+    def addoption(self, *names: str, **attrs: object) -> None:
+        DEFAULTS[str(attrs["dest"])] = attrs.get("default")
+        self.group.addoption(*names, **attrs)
+
+
 def addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent")
+    group = _Recording(parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent"))
     group.addoption("--backend", dest="sh_backend", default=None,
                     help="agent backend: 'cmd:COMMAND LINE' (placeholders {prompt_file} {prompt} "
                          "{task_id} {workdir} {spec_dir}) or a registered name. ini: seqharness_backend")
@@ -96,9 +115,40 @@ def addoption(parser: pytest.Parser) -> None:
                   "'title:/login/ = claude'", type="linelist", default=[])
 
 
+#: Settings field <- option dest (fields of inverted flags: see _given()).
+FIELD_OF = {
+    "sh_backend": "backend", "sh_delay": "delay", "sh_max_iterations": "max_iterations",
+    "sh_retries": "retries", "sh_timeout": "timeout", "sh_idle_timeout": "idle_timeout",
+    "sh_question_idle": "question_idle", "sh_granularity": "granularity",
+    "sh_include_optional": "include_optional", "sh_trust_exit": "trust_exit_code",
+    "sh_no_tasks_update": "update_tasks", "sh_leave_failed": "leave_failed", "sh_workdir": "workdir",
+    "sh_no_tmux": "tmux", "sh_tmux_session": "tmux_session", "sh_tmux_socket": "tmux_socket",
+    "sh_tmux_keep": "tmux_keep", "sh_wait_lock": "wait_lock", "sh_live": "live",
+    "sh_limit_wait_max": "limit_wait_max", "sh_limit_wait_default": "limit_wait_default",
+    "sh_assign_backend": "assign_backend", "sh_assign_opencode_agent": "assign_opencode_agent",
+    "sh_assign_map": "assign_map", "sh_assign_timeout": "assign_timeout", "sh_verify": "verify",
+    "sh_verify_timeout": "verify_timeout",
+}
+
+
+def _given(opt: object) -> set[str]:
+    """Settings fields whose option was given on the command line (or by env)."""
+    fields = {field for dest, field in FIELD_OF.items()
+              if dest in DEFAULTS and getattr(opt, dest, None) != DEFAULTS[dest]}
+    if os.environ.get("CODEAGENT_NO_TMUX", "") in ("1", "true", "yes"):
+        fields.add("tmux")
+    if os.environ.get("CODEX_TIMEOUT"):
+        fields.add("timeout")
+    if os.environ.get("SEQHARNESS_TMUX_SOCKET"):
+        fields.add("tmux_socket")
+    return fields
+
+
 @dataclass
 class Settings:
-    """Resolved options: command line first, then ini, then defaults."""
+    """Resolved options: command line, then the spec folder's ``seqharness.toml``
+    (:meth:`for_spec`), then ``[tool.seqharness]`` in pyproject.toml, then the
+    pytest ini keys, then defaults."""
 
     backend: str | None
     delay: float
@@ -128,6 +178,35 @@ class Settings:
     question_idle: float | None = 120.0
     verify: str | None = None
     verify_timeout: float = 900.0
+    given: frozenset[str] = field(default_factory=frozenset, repr=False)  # from the command line
+    sources: tuple[str, ...] = ()                                          # config files read
+
+    def for_spec(self, spec_dir: Path) -> Settings:
+        """These settings with the spec folder's ``seqharness.toml`` over them
+        (the command line still wins).  Without that file: ``self``."""
+        path = spec_dir / SPEC_CONFIG
+        values = read_settings(path, table=None, allowed=SPEC_KEYS)
+        if values is None:
+            return self
+        settings = replace(self, sources=(*self.sources, str(path)),
+                           **{k: v for k, v in values.items() if k not in self.given})
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        counts: tuple[tuple[str, float], ...] = (
+            ("--delay", self.delay), ("--max-iterations", self.max_iterations),
+            ("--retries", self.retries))
+        for name, count in counts:
+            if count < 0:
+                raise pytest.UsageError(f"{name} must not be negative, got {count:g}")
+        for name, limit in (("--timeout", self.timeout), ("--idle-timeout", self.idle_timeout),
+                            ("--verify-timeout", self.verify_timeout)):
+            if limit is not None and limit <= 0:
+                raise pytest.UsageError(f"{name} must be positive, got {limit:g}")
+        if self.granularity not in GRANULARITIES:
+            raise pytest.UsageError(f"granularity must be one of {', '.join(GRANULARITIES)}, "
+                                    f"got {self.granularity!r}")
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -175,14 +254,12 @@ class Settings:
             verify=opt.sh_verify or ini("seqharness_verify"),
             verify_timeout=opt.sh_verify_timeout if opt.sh_verify_timeout is not None else 900.0,
         )
-        counts: tuple[tuple[str, float], ...] = (
-            ("--delay", settings.delay), ("--max-iterations", settings.max_iterations),
-            ("--retries", settings.retries))
-        for name, count in counts:
-            if count < 0:
-                raise pytest.UsageError(f"{name} must not be negative, got {count:g}")
-        for name, limit in (("--timeout", settings.timeout), ("--idle-timeout", settings.idle_timeout),
-                            ("--verify-timeout", settings.verify_timeout)):
-            if limit is not None and limit <= 0:
-                raise pytest.UsageError(f"{name} must be positive, got {limit:g}")
+        given = frozenset(_given(opt))
+        project = Path(config.rootpath) / "pyproject.toml"
+        values = read_settings(project, table=("tool", "seqharness"), allowed=PROJECT_KEYS)
+        if values:
+            settings = replace(settings, sources=(str(project),),
+                               **{k: v for k, v in values.items() if k not in given})
+        settings = replace(settings, given=given)
+        settings.validate()
         return settings

@@ -211,19 +211,25 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if not task_items:
         return
     config.hook.pytest_seqharness_add_backends(backends=h.backends)
-    if not h.settings.backend:
-        raise pytest.UsageError("no backend: pass --backend (e.g. --backend \"cmd:my-agent {prompt_file}\") "
-                                "or set seqharness_backend in the ini file")
-    try:
-        h.backend = h.backends.resolve(h.settings.backend)
-        h.backend.check()
-    except BackendError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    interrupts.install()  # SIGTERM now takes the Ctrl-C path (restored at unconfigure)
     runs: list[SpecRun] = []
     for item in task_items:
         if item.spec_run not in runs:
             runs.append(item.spec_run)
+    try:
+        if h.settings.backend:
+            h.backend = h.backends.resolve(h.settings.backend)
+            h.backend.check()
+        for spec in runs:
+            if spec.settings.backend and spec.settings.backend != h.settings.backend:
+                spec.backend = h.backends.resolve(spec.settings.backend)
+                spec.backend.check()
+            elif h.backend is None:
+                raise pytest.UsageError(
+                    "no backend: pass --backend (e.g. --backend \"cmd:my-agent {prompt_file}\"), or set "
+                    "backend in [tool.seqharness] of pyproject.toml")
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    interrupts.install()  # SIGTERM now takes the Ctrl-C path (restored at unconfigure)
     for spec in runs:
         _start_spec(h, spec)
 

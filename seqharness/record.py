@@ -107,19 +107,19 @@ class Recorder(RunPlugin):
         fault("outcome-recorded")
         # 6: tasks.md.
         if outcome.kind == PASSED:
-            for task in unit.required_tasks(h.settings.include_optional):
+            for task in unit.required_tasks(spec.settings.include_optional):
                 if task.cell != "x" and task.cell != "X":
                     set_cell(h, spec, task, "x")
                 task.status = "done"
-        elif not (outcome.kind == FAILED and h.settings.leave_failed):
+        elif not (outcome.kind == FAILED and spec.settings.leave_failed):
             cell = attempt.original_cell
             set_cell(h, spec, unit.head, cell if len(cell) == 1 and cell != "-" else " ")
         fault("ticked")
 
     def pytest_seqharness_spec_finish(self, spec: SpecRun, exitstatus: int) -> None:
-        h = self.h
-        complete = all(spec.state.is_completed(u.name) or u.done_in_file(h.settings.include_optional)
-                       or (u.optional and not h.settings.include_optional) for u in spec.units)
+        optional = spec.settings.include_optional
+        complete = all(spec.state.is_completed(u.name) or u.done_in_file(optional)
+                       or (u.optional and not optional) for u in spec.units)
         # Every agent of this run has ended (run_attempt guarantees it), so no
         # process carries the token left for a next attempt: the next run need
         # not search /proc for it (reconcile writes a fresh one).

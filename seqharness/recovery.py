@@ -61,7 +61,7 @@ def reconcile(h: Harness, spec: SpecRun) -> None:
     fault("reconcile")
     for unit in spec.units:
         if state.is_completed(unit.name):
-            for task in unit.required_tasks(h.settings.include_optional):
+            for task in unit.required_tasks(spec.settings.include_optional):
                 if not task.done and task.cell != "x":
                     set_cell(h, spec, task, "x")
                     task.status = "done"
@@ -182,7 +182,7 @@ def check_pause(h: Harness, spec: SpecRun) -> bool:
     waiting forever.
     """
     until = spec.state.paused_until
-    if until is not None and until - time.time() > h.settings.limit_wait_max:
+    if until is not None and until - time.time() > spec.settings.limit_wait_max:
         h.say("seqharness: ignoring a recorded usage-limit pause that ends further away than "
               "--limit-wait-max")
         spec.state.set_pause(None)

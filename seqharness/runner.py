@@ -42,7 +42,7 @@ def run_unit(h: Harness, spec: SpecRun, unit: Unit) -> UnitResult:
     restarted run keeps waiting instead of hammering) and retries the same
     attempt without spending an iteration or a retry.
     """
-    settings = h.settings
+    settings = spec.settings
     attempts: list[Attempt] = []
     previous: Outcome | None = None
     number = 1
@@ -51,7 +51,7 @@ def run_unit(h: Harness, spec: SpecRun, unit: Unit) -> UnitResult:
     while number <= settings.retries + 1:
         if not h.budget.take():
             h.budget_spent_at = unit.name
-            reason = f"iteration budget spent (--max-iterations {settings.max_iterations})"
+            reason = f"iteration budget spent (--max-iterations {h.settings.max_iterations})"
             if attempts and attempts[-1].outcome is not None:
                 reason = f"{attempts[-1].outcome.reason}; then {reason}"
             return UnitResult(Outcome(FAILED, reason), attempts, backend)
@@ -86,30 +86,31 @@ def run_unit(h: Harness, spec: SpecRun, unit: Unit) -> UnitResult:
 
 
 def choose_backend(h: Harness, spec: SpecRun, unit: Unit) -> Backend:
-    """The backend ``pytest_seqharness_choose_backend`` names, else ``--backend``."""
-    assert h.backend is not None
+    """The backend ``pytest_seqharness_choose_backend`` names, else the spec's default."""
+    default = spec.backend or h.backend
+    assert default is not None
     value = h.hook.pytest_seqharness_choose_backend(spec=spec, unit=unit)
     if not value:
-        return h.backend
+        return default
     try:
         backend = h.backends.resolve(value)
         backend.check()
     except BackendError as exc:
         h.say(f"seqharness: backend {value!r} was chosen for task {unit.name}, but {exc}; "
               f"using the default backend")
-        return h.backend
+        return default
     return backend
 
 
 def schedule_pause(h: Harness, spec: SpecRun, outcome: Outcome) -> Outcome | None:
     """Record when to retry after a usage limit; a halt if that is too far away."""
     now = time.time()
-    resume = outcome.resume_at if outcome.resume_at is not None else now + h.settings.limit_wait_default
-    if resume - now > h.settings.limit_wait_max:
+    resume = outcome.resume_at if outcome.resume_at is not None else now + spec.settings.limit_wait_default
+    if resume - now > spec.settings.limit_wait_max:
         when = _dt.datetime.fromtimestamp(resume).astimezone().isoformat(timespec="minutes")
         return Outcome(HALTED, f"usage limit resets at {when}, beyond --limit-wait-max",
                        question=f"{outcome.reason}; it resets at {when}, later than --limit-wait-max "
-                                f"({h.settings.limit_wait_max:.0f}s). Run seqharness again after the reset.")
+                                f"({spec.settings.limit_wait_max:.0f}s). Run seqharness again after the reset.")
     spec.state.set_pause(resume)
     save_state(spec)
     h.say_once(f"pause:{resume}", f"seqharness: {outcome.reason}; waiting until "
@@ -175,9 +176,9 @@ def run_agent(h: Harness, spec: SpecRun, invocation: Invocation, *, prompt: str,
 
     return run_attempt(
         invocation.argv, cwd=str(spec.workdir), env=env, prompt=prompt,
-        transcript_path=str(transcript), timeout=timeout, idle_timeout=h.settings.idle_timeout,
+        transcript_path=str(transcript), timeout=timeout, idle_timeout=spec.settings.idle_timeout,
         stdin_text=invocation.stdin_text, on_output=on_output, stop_reason=stop_reason,
-        question_idle=h.settings.question_idle if attempt is not None else None, on_spawn=on_spawn,
+        question_idle=spec.settings.question_idle if attempt is not None else None, on_spawn=on_spawn,
     )
 
 
@@ -188,7 +189,7 @@ def _next_transcript(spec: SpecRun, unit: Unit, attempt: int) -> Path:
 
 def _attempt(h: Harness, spec: SpecRun, unit: Unit, number: int, previous: Outcome | None,
              backend: Backend) -> Attempt:
-    settings = h.settings
+    settings = spec.settings
     try:
         transcript = _next_transcript(spec, unit, number)
     except OSError as exc:

@@ -168,9 +168,11 @@ class VerifyGate(RunPlugin):
     """Plugin ``seqharness.verify``."""
 
     def setup(self) -> None:
-        self.argv: list[str] | None = None
+        self.argv: dict[str, list[str]] = {}          # spec name -> its verify argv
         self.last: dict[tuple[str, str], Check] = {}
-        command = self.h.settings.verify
+
+    def pytest_seqharness_spec_start(self, spec: SpecRun) -> None:
+        command = spec.settings.verify
         if not command:
             return
         try:
@@ -179,27 +181,24 @@ class VerifyGate(RunPlugin):
             raise pytest.UsageError(f"--verify {command!r}: cannot split the command line: {exc}") from None
         if not argv:
             raise pytest.UsageError("--verify needs a command, e.g. --verify 'python -m pytest -q -x'")
-        self.argv = argv
-
-    def pytest_seqharness_spec_start(self, spec: SpecRun) -> None:
-        if self.argv is None:
-            return
-        program = self.argv[0]
+        program = argv[0]
         found = (os.access(spec.workdir / program, os.X_OK) if os.sep in program
                  else shutil.which(program) is not None)
         if not found:
             raise pytest.UsageError(f"--verify: program {program!r} not found")
+        self.argv[spec.name] = argv
 
     @pytest.hookimpl(wrapper=True)
     def pytest_seqharness_decide_outcome(self, attempt: Attempt,
                                          result: AttemptResult) -> Generator[None, Outcome | None, Outcome | None]:
         outcome = yield
-        if self.argv is None or outcome is None or outcome.kind != PASSED:
+        argv = self.argv.get(attempt.spec.name)
+        if argv is None or outcome is None or outcome.kind != PASSED:
             return outcome
         env = dict(os.environ)
         env[TOKEN_ENV] = attempt.token  # a run killed now leaves nothing the next one cannot end
-        check = run_check(self.argv, cwd=attempt.spec.workdir, transcript=attempt.transcript,
-                          timeout=self.h.settings.verify_timeout, env=env)
+        check = run_check(argv, cwd=attempt.spec.workdir, transcript=attempt.transcript,
+                          timeout=attempt.spec.settings.verify_timeout, env=env)
         self.last[attempt.spec.name, attempt.unit.name] = check
         if check.ok:
             return Outcome(PASSED, f"{outcome.reason}; verified: {check.command} ({check.summary()})")
