@@ -84,7 +84,12 @@ def _kiro_root(arg: str) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     import pytest
 
-    args = translate_args(list(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["init"]:
+        from seqharness import scaffold
+
+        return scaffold.main(given[1:])
+    args = translate_args(given)
     if "-h" not in args and "--help" not in args and "--version" not in args:
         # The plugin checks every positional path (pytest has parsed them by then).
         args = ["--strict-spec-paths", *args]
