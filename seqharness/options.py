@@ -37,8 +37,14 @@ class _Recording:
         self.group.addoption(*names, **attrs)
 
 
+def option_group(parser: pytest.Parser) -> pytest.OptionGroup:
+    """The ``seqharness`` option group, for every plugin that adds options
+    (whichever asks first names it in ``--help``)."""
+    return parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent")
+
+
 def addoption(parser: pytest.Parser) -> None:
-    group = _Recording(parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent"))
+    group = _Recording(option_group(parser))
     group.addoption("--backend", dest="sh_backend", default=None,
                     help="agent backend: 'cmd:COMMAND LINE' (placeholders {prompt_file} {prompt} "
                          "{task_id} {workdir} {spec_dir}) or a registered name. ini: seqharness_backend")

@@ -20,6 +20,7 @@ here under a name that ``-p no:NAME`` blocks:
 ``seqharness.backends``     ``cmd:`` and the built-in CLI profiles
 ``seqharness.outcome``      the backend's reading of an attempt (``trylast``)
 ``seqharness.verify``       ``--verify CMD``: the team's check after the agent says done
+``seqharness.notify``       ``--notify-url`` / ``--notify-cmd`` on halt, failure, the end
 ``seqharness.skips``        the built-in reasons to skip a unit (``trylast``)
 ==========================  =====================================================
 
@@ -91,6 +92,7 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
     from seqharness.boxes import BoxGuard
     from seqharness.junit import JunitFacts
     from seqharness.live import LiveView
+    from seqharness.notify import Notifier
     from seqharness.progress import ProgressPlugin
     from seqharness.record import Recorder
     from seqharness.routing import Routes
@@ -101,6 +103,7 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
         ("seqharness.backends", backends),
         ("seqharness.outcome", BackendVerdict()),
         ("seqharness.verify", VerifyGate()),
+        ("seqharness.notify", Notifier()),
         ("seqharness.skips", BuiltinSkips()),
         ("seqharness.prompt", prompt),
         ("seqharness.routes", Routes()),
