@@ -25,7 +25,8 @@ else:  # pragma: no cover - Python 3.10
 
 SPEC_CONFIG = "seqharness.toml"
 
-_STR, _INT, _FLOAT, _BOOL = "a string", "an integer", "a number", "true or false"
+STR, INT, FLOAT, BOOL = "a string", "an integer", "a number", "true or false"
+_STR, _INT, _FLOAT, _BOOL = STR, INT, FLOAT, BOOL
 
 #: Settings field -> kind, for every option a project file may set.
 PROJECT_KEYS: dict[str, str] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,26 +26,45 @@ GRANULARITIES = ("parent", "leaf")
 #: differs was given on the command line, and beats the configuration files.
 DEFAULTS: dict[str, object] = {}
 
+#: Config-file key (long name, ``_`` for ``-``) -> (dest, default, kind) of the
+#: options plugins add (``--notify-url``, ``--git``, ...): a project file may set them too.
+PLUGIN_OPTIONS: dict[str, tuple[str, object, str]] = {}
 
-class _Recording:
-    """pytest's option group, noting each option's default in :data:`DEFAULTS`."""
+
+class OptionGroup:
+    """pytest's ``seqharness`` option group, noting each option's dest and
+    default, so the configuration files can set it (``[tool.seqharness]``)."""
 
     def __init__(self, group: pytest.OptionGroup) -> None:
         self.group = group
 
-    def addoption(self, *names: str, **attrs: object) -> None:
-        DEFAULTS[str(attrs["dest"])] = attrs.get("default")
+    def addoption(self, *names: str, **attrs: Any) -> None:
+        dest = str(attrs["dest"])
+        if dest not in DEFAULTS:
+            DEFAULTS[dest] = attrs.get("default")
+            long = next((n for n in names if n.startswith("--")), None)
+            if long is not None and dest not in FIELD_OF and dest not in _NOT_CONFIGURABLE:
+                PLUGIN_OPTIONS[long[2:].replace("-", "_")] = (dest, attrs.get("default"), _kind(attrs))
         self.group.addoption(*names, **attrs)
 
 
-def option_group(parser: pytest.Parser) -> pytest.OptionGroup:
+def _kind(attrs: dict[str, Any]) -> str:
+    from seqharness.config import BOOL, FLOAT, INT, STR
+
+    if attrs.get("action") in ("store_true", "store_false") or isinstance(attrs.get("const"), bool):
+        return BOOL
+    kinds: dict[object, str] = {float: FLOAT, int: INT}
+    return kinds.get(attrs.get("type"), STR)
+
+
+def option_group(parser: pytest.Parser) -> OptionGroup:
     """The ``seqharness`` option group, for every plugin that adds options
     (whichever asks first names it in ``--help``)."""
-    return parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent")
+    return OptionGroup(parser.getgroup("seqharness", "seqharness: run Kiro spec tasks through a coding agent"))
 
 
 def addoption(parser: pytest.Parser) -> None:
-    group = _Recording(option_group(parser))
+    group = option_group(parser)
     group.addoption("--backend", dest="sh_backend", default=None,
                     help="agent backend: 'cmd:COMMAND LINE' (placeholders {prompt_file} {prompt} "
                          "{task_id} {workdir} {spec_dir}) or a registered name. ini: seqharness_backend")
@@ -135,6 +155,9 @@ FIELD_OF = {
     "sh_assign_map": "assign_map", "sh_assign_timeout": "assign_timeout", "sh_verify": "verify",
     "sh_verify_timeout": "verify_timeout",
 }
+
+
+_NOT_CONFIGURABLE = {"sh_reset", "sh_strict_paths"}
 
 
 def _given(opt: object) -> set[str]:
@@ -262,8 +285,14 @@ class Settings:
         )
         given = frozenset(_given(opt))
         project = Path(config.rootpath) / "pyproject.toml"
-        values = read_settings(project, table=("tool", "seqharness"), allowed=PROJECT_KEYS)
+        plugin_keys = {key: kind for key, (_, _, kind) in PLUGIN_OPTIONS.items()}
+        values = read_settings(project, table=("tool", "seqharness"), allowed={**PROJECT_KEYS, **plugin_keys})
         if values:
+            for key in [k for k in values if k in plugin_keys]:
+                dest, default, _ = PLUGIN_OPTIONS[key]
+                value = values.pop(key)
+                if getattr(opt, dest, default) == default:  # the command line wins
+                    setattr(opt, dest, value)
             settings = replace(settings, sources=(str(project),),
                                **{k: v for k, v in values.items() if k not in given})
         settings = replace(settings, given=given)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 from repokit import fake_backend
 
@@ -64,3 +65,15 @@ def test_bad_configuration_is_one_line_naming_the_file(project: SpecProject) -> 
     res = project.run(".kiro/specs/feature")
     assert res.ret == 4 and "seqharness.toml: unknown key 'tmux' in seqharness.toml" in res.output
     assert "Traceback" not in res.output
+
+
+def test_plugin_options_live_in_the_project_file_too(project: SpecProject, tmp_path: Path) -> None:
+    project.spec("feature", "- [ ] 1. One\n")
+    events = tmp_path / "events.jsonl"
+    _pyproject(project, f"""
+        [tool.seqharness]
+        notify-cmd = {json.dumps(f"sh -c 'cat >> {events}; echo >> {events}'")}
+        notify-on = "finished"
+        """)
+    project.run(".kiro/specs/feature").assert_passed()
+    assert json.loads(events.read_text().splitlines()[0])["event"] == "finished"
