@@ -90,18 +90,21 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
     from seqharness import backends, prompt, reporting
     from seqharness.assign import Assignment
     from seqharness.boxes import BoxGuard
+    from seqharness.gitcheckpoint import GitCheckpoints
     from seqharness.junit import JunitFacts
     from seqharness.live import LiveView
     from seqharness.notify import Notifier
     from seqharness.progress import ProgressPlugin
     from seqharness.record import Recorder
     from seqharness.routing import Routes
+    from seqharness.tdd import RedGreen
     from seqharness.tmuxview import TmuxPlugin
     from seqharness.verify import VerifyGate
 
     builtins: list[tuple[str, object]] = [
         ("seqharness.backends", backends),
         ("seqharness.outcome", BackendVerdict()),
+        ("seqharness.tdd", RedGreen()),
         ("seqharness.verify", VerifyGate()),
         ("seqharness.notify", Notifier()),
         ("seqharness.skips", BuiltinSkips()),
@@ -110,6 +113,7 @@ def _register_builtins(pm: pytest.PytestPluginManager) -> None:
         ("seqharness.assign", Assignment()),
         ("seqharness.reporting", reporting),
         ("seqharness.state", Recorder()),
+        ("seqharness.git", GitCheckpoints()),
         ("seqharness.boxes", BoxGuard()),
         ("seqharness.progress", ProgressPlugin()),
         ("seqharness.junit", JunitFacts()),
