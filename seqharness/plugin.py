@@ -21,6 +21,8 @@ here under a name that ``-p no:NAME`` blocks:
 ``seqharness.outcome``      the backend's reading of an attempt (``trylast``)
 ``seqharness.verify``       ``--verify CMD``: the team's check after the agent says done
 ``seqharness.notify``       ``--notify-url`` / ``--notify-cmd`` on halt, failure, the end
+``seqharness.tdd``          ``--tdd``: a test-writing task must add a passing test
+``seqharness.git``          ``--git``: one commit per passed task on its own branch
 ``seqharness.skips``        the built-in reasons to skip a unit (``trylast``)
 ==========================  =====================================================
 
