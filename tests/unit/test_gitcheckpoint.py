@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from seqharness.gitcheckpoint import commit_message, one_line, ref_part
+from seqharness.gitrepo import commit_message, one_line, ref_part
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
