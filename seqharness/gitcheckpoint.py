@@ -32,7 +32,6 @@ is the short version to copy and change.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +51,7 @@ from seqharness.gitrepo import (
     ref_part,
 )
 from seqharness.harness import RunPlugin
+from seqharness.lock import LockedError, RunLock
 from seqharness.options import option_group
 from seqharness.outcome import PASSED
 from seqharness.processes import end_leftovers
@@ -109,7 +109,7 @@ class GitCheckpoints(RunPlugin):
         parser.addini("seqharness_git_branch", "default --git-branch", default=None)
         parser.addini("seqharness_git_failed", "default --git-failed", default=None)
 
-    _lock_fd: int | None = None
+    _git_lock: RunLock | None = None
 
     def setup(self) -> None:
         self.selected: list[SpecRun] = []
@@ -247,26 +247,20 @@ class GitCheckpoints(RunPlugin):
 
     def _lock(self, repo: Repo) -> None:
         """One --git run per work tree: they would commit each other's changes."""
-        path = repo.git_dir / "seqharness-git.lock"
+        lock = RunLock(repo.git_dir / "seqharness-git.lock")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            lock.acquire()
         except OSError as exc:
-            raise GitError(f"cannot create {path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise GitError(f"another seqharness --git run{f' (pid {holder})' if holder else ''} is "
-                           f"using the work tree of {repo.top}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+            raise GitError(f"cannot create {lock.path}: {exc.strerror or exc}") from None
+        except LockedError as exc:
+            holder = f" (pid {exc.holder})" if exc.holder else ""
+            raise GitError(f"another seqharness --git run{holder} is using the work tree of {repo.top}") from None
+        self._git_lock = lock
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._git_lock is not None:
+            self._git_lock.release()
+            self._git_lock = None
 
     # -- one attempt -------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ from pathlib import Path
 class LockedError(Exception):
     """Another seqharness process is running this spec."""
 
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder                # the holder's pid as it wrote it, or ""
+
 
 class RunLock:
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -38,7 +42,7 @@ class RunLock:
                     holder = _read_holder(fd)
                     os.close(fd)
                     who = f" by pid {holder}" if holder else ""
-                    raise LockedError(f"{self.path}: spec is already being run{who}") from None
+                    raise LockedError(f"{self.path}: spec is already being run{who}", holder) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
