@@ -404,6 +404,21 @@ def test_two_specs_in_one_git_run_are_refused(project: SpecProject, git: Git) ->
     assert project.agent_calls() == [] and git.branch() == "main"
 
 
+def test_a_second_git_run_on_the_same_work_tree_is_refused(project: SpecProject, git: Git) -> None:
+    _repo_with_spec(project, git)
+    from seqharness.lock import RunLock
+
+    held = RunLock(project.root / ".git" / "seqharness-git.lock")
+    held.acquire()  # as another --git run would hold it
+    try:
+        res = project.run(".kiro/specs/demo", "--git")
+    finally:
+        held.release()
+    res.assert_failed(4)
+    assert f"another seqharness --git run (pid {os.getpid()}) is using the work tree of" in res.output
+    assert project.agent_calls() == [] and git.branch() == "main"
+
+
 def test_an_interrupted_attempt_is_kept_aside(project: SpecProject, git: Git, tmp_path: Path) -> None:
     main = _repo_with_spec(project, git, "- [ ] 1. Slow work\n")
     agent = tmp_path / "slow_agent.py"
